@@ -1,0 +1,42 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both bootstrap the
+# virtual environment from requirements.lock on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: test lint pytest demo sim run lock clean
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+test: lint pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+pytest: $(VENV)/.installed
+	$(BIN)/pytest -q
+
+demo: $(VENV)/.installed
+	$(BIN)/openclaw-hosted demo
+
+sim: $(VENV)/.installed
+	$(BIN)/openclaw-hosted sim
+
+run: $(VENV)/.installed
+	$(BIN)/openclaw-hosted run
+
+# Re-pin after changing pyproject.toml dependencies.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install -q --upgrade pip && .lockenv/bin/pip install -q -e '.[dev]'
+	.lockenv/bin/pip freeze --exclude-editable > requirements.lock && rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
