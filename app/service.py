@@ -1,0 +1,153 @@
+"""The service: every part started on one event loop, stopped cleanly in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from aiohttp import ClientSession, web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from core.billing import Billing, Prices
+from core.clock import Clock, SystemClock
+from core.lifecycle import Lifecycle
+from core.policy import PolicyTimings
+from core.settings import Settings
+from db.connection import Database
+from monitor.billing_clock import billing_tick
+from webhooks.context import WebContext
+from webhooks.paddle_api import ContactSync, PaddleCustomers
+from webhooks.server import create_app
+
+log = logging.getLogger(__name__)
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def acquire_lock(database_path: Path) -> IO[str]:
+    """One process per database, so two copies never poll Telegram or provision twice."""
+    lock_path = database_path.with_name(database_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock_path.open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise AlreadyRunning(f"another openclaw-hosted is running on {database_path}") from None
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def policy_timings(settings: Settings) -> PolicyTimings:
+    return PolicyTimings.from_days(
+        settings.past_due_suspend_days, settings.cancel_grace_days, settings.destroy_after_days
+    )
+
+
+@dataclass
+class Service:
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    url: str = ""
+    _lock: IO[str] | None = None
+    _db: Database | None = None
+    _session: ClientSession | None = None
+    _runner: web.AppRunner | None = None
+    _scheduler: AsyncIOScheduler | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def db(self) -> Database:
+        assert self._db is not None, "service not started"
+        return self._db
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._lock = acquire_lock(settings.database_path)
+        self._db = await Database.open(settings.database_path)
+        lifecycle = Lifecycle(self._db, self.clock, policy_timings(settings))
+        billing = Billing(
+            lifecycle,
+            Prices(settings.paddle_price_monthly, settings.paddle_price_lifetime),
+            settings.lifetime_cap,
+        )
+        recovered = await billing.apply_pending()
+        if recovered:
+            log.info("applied %d Paddle events left unapplied by the last run", recovered)
+        self._session = ClientSession()
+        paddle = PaddleCustomers(
+            settings.paddle_api_base, settings.paddle_api_key.get_secret_value(), self._session
+        )
+        contacts = ContactSync(self._db, self.clock, lifecycle, paddle)
+        self._tasks.append(self._supervise(contacts.run(), "contact sync"))
+
+        self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_job(
+            billing_tick,
+            "interval",
+            seconds=settings.billing_tick_s,
+            args=[lifecycle],
+            id="billing_tick",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._scheduler.start()
+
+        context = WebContext(
+            settings, self._db, self.clock, lifecycle, billing, on_paddle_event=contacts.wake
+        )
+        self._runner = web.AppRunner(create_app(context), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        log.info("serving on %s", self.url)
+
+    def _supervise(self, coro: object, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+
+        def report(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("%s stopped: %r", name, done.exception())
+
+        task.add_done_callback(report)  # a crashed task must not die silently
+        return task
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+        if self._db is not None:
+            await self._db.close()
+        if self._lock is not None:
+            self._lock.close()
+        log.info("stopped")
+
+
+async def run_until_signalled(service: Service) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()

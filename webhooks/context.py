@@ -1,0 +1,52 @@
+"""What the web face needs from the rest of the process, handed in by `app/`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from core.billing import Billing
+from core.clock import Clock
+from core.lifecycle import Lifecycle
+from core.settings import Settings
+from db.connection import Database
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.paddle_events = Counter(
+            "openclaw_paddle_webhooks",
+            "Paddle webhook deliveries by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.admin_requests = Counter(
+            "openclaw_admin_requests",
+            "Admin API requests by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.instances = Gauge(
+            "openclaw_instances", "Instances by actual status", ["status"], registry=self.registry
+        )
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    db: Database
+    clock: Clock
+    lifecycle: Lifecycle
+    billing: Billing
+    metrics: Metrics = field(default_factory=Metrics)
+    # Called after a Paddle event is applied, e.g. to look up a new customer's email now.
+    on_paddle_event: Callable[[], None] = lambda: None
+
+
+CONTEXT = web.AppKey("context", WebContext)
