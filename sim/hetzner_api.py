@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from sim import hetzner_catalog as catalog
+from sim import hetzner_lifecycle as lifecycle
 from sim.hetzner_model import SimAction, SimImage, SimServer, SimSshKey
 from sim.hetzner_rules import (
     USER_DATA_LIMIT,
@@ -274,8 +275,8 @@ class HetznerApi:
         server = self.state.server(path_id(request))
         command = request.match_info["command"]
         body = await read_json(request)
-        if command in ("poweron", "poweroff", "shutdown", "reboot", "reset"):
-            action = await self.state.power_action(server, command)
+        if command in lifecycle.POWER_COMMANDS:
+            action = await lifecycle.power_action(self.state, server, command)
             return web.json_response({"action": self.action_json(action)}, status=201)
         if command == "rebuild":
             if body.get("image") is None:
@@ -283,7 +284,7 @@ class HetznerApi:
             user_data = body.get("user_data")
             if user_data is not None and len(str(user_data).encode()) > USER_DATA_LIMIT:
                 raise invalid_input("user_data", "user_data must be at most 32 KiB")
-            action, password = await self.state.rebuild(server, body["image"], user_data)
+            action, password = await lifecycle.rebuild(self.state, server, body["image"], user_data)
             return web.json_response(
                 {"action": self.action_json(action), "root_password": password}, status=201
             )
@@ -291,8 +292,8 @@ class HetznerApi:
             kind = body.get("type", "snapshot")
             if kind not in ("snapshot", "backup"):
                 raise invalid_input("type", "type must be snapshot or backup")
-            image, action = self.state.create_image(
-                server, kind, body.get("description"), check_labels(body.get("labels"))
+            image, action = lifecycle.create_image(
+                self.state, server, kind, body.get("description"), check_labels(body.get("labels"))
             )
             return web.json_response(
                 {"image": image.to_api(), "action": self.action_json(action)}, status=201
@@ -343,7 +344,7 @@ class HetznerApi:
             if key.fingerprint == fingerprint:
                 raise uniqueness_error("public_key", "SSH key with the same fingerprint exists")
         key = SimSshKey(
-            self.state._next_id("ssh_key"),
+            self.state.next_id("ssh_key"),
             name,
             str(body["public_key"]).strip(),
             fingerprint,

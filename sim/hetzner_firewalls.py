@@ -131,7 +131,7 @@ class FirewallRoutes:
         if any(fw.name == name for fw in self.state.firewalls.values()):
             raise uniqueness_error("name", "firewall name is already used")
         fw = SimFirewall(
-            self.state._next_id("firewall"),
+            self.state.next_id("firewall"),
             name,
             check_firewall_rules(body.get("rules")),
             check_labels(body.get("labels")),

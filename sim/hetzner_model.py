@@ -57,6 +57,8 @@ class SimAction:
         return min(99, int((now - self.started_at) / self.duration * 100))
 
     def finish(self, error: tuple[str, str] | None = None) -> None:
+        if self.status != "running":  # e.g. already failed by a server deletion
+            return
         self.status = "error" if error else "success"
         self.error = {"code": error[0], "message": error[1]} if error else None
         self.finished = utc_now()

@@ -94,7 +94,7 @@ class HetznerState:
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _next_id(self, kind: str) -> int:
+    def next_id(self, kind: str) -> int:
         return next(self._ids[kind])
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -119,7 +119,7 @@ class HetznerState:
 
     def _action(self, command: str, resources: list[tuple[str, int]], real_s: float) -> SimAction:
         action = SimAction(
-            self._next_id("action"), command, resources, self.now(), real_s * self.time_scale
+            self.next_id("action"), command, resources, self.now(), real_s * self.time_scale
         )
         self.actions[action.id] = action
         return action
@@ -148,11 +148,13 @@ class HetznerState:
         async def complete() -> None:
             await asyncio.sleep(action.duration)
             failure = self._take_failure(command)
+            if server is None or self.servers.get(server.id) is server:
+                # The effect lands before the action reports success, so a client
+                # that sees `success` and reads the server sees the new state.
+                effect = on_success if failure is None else on_error
+                if effect is not None:
+                    await effect()
             action.finish(failure)
-            if failure is None and on_success is not None:
-                await on_success()
-            elif failure is not None and on_error is not None:
-                await on_error()
 
         self._spawn(complete())
         return action
@@ -245,7 +247,9 @@ class HetznerState:
             )
         image = self.resolve_image(image_ref, server_type.architecture)
         keys = [self.ssh_key(ref) for ref in ssh_key_refs]
-        firewalls = [self.firewall(fid) for fid in firewall_ids]
+        if unknown := [fid for fid in firewall_ids if fid not in self.firewalls]:
+            raise invalid_input("firewalls", f"firewall {unknown[0]} not found")
+        firewalls = [self.firewalls[fid] for fid in firewall_ids]
         if location is None:  # the real API picks a location with capacity
             location = (
                 next(
@@ -279,13 +283,13 @@ class HetznerState:
         except StopIteration:
             raise ApiError("resource_unavailable", "no addresses left in the pool") from None
         server = SimServer(
-            id=self._next_id("server"),
+            id=self.next_id("server"),
             name=name,
             server_type=server_type,
             location=location,
             image_id=image.id,
             ip=str(address),
-            ipv4_id=self._next_id("primary_ip"),
+            ipv4_id=self.next_id("primary_ip"),
             ipv6_net=f"2001:db8:{int(address) & 0xFFFF:x}::/64",
             labels=labels,
             user_data=user_data,
@@ -313,6 +317,10 @@ class HetznerState:
         await asyncio.sleep(create.duration)
         failure = self._take_failure("create_server")
         create.finish(failure)
+        if self.servers.get(server.id) is not server:  # deleted while being created
+            if start is not None:
+                start.finish(("action_failed", "server was deleted"))
+            return
         if failure is not None or start is None:
             server.status = "off"
             if start is not None:
@@ -322,11 +330,13 @@ class HetznerState:
         await asyncio.sleep(max(0.0, start.duration - create.duration))
         failure = self._take_failure("start_server")
         start.finish(failure)
+        if self.servers.get(server.id) is not server:
+            return
         server.status = "off" if failure else "running"
         if failure is None:
-            self._schedule_boot(server, self.durations.boot)
+            self.schedule_boot(server, self.durations.boot)
 
-    def _schedule_boot(self, server: SimServer, real_s: float) -> None:
+    def schedule_boot(self, server: SimServer, real_s: float) -> None:
         epoch = server.power_epoch
 
         async def boot() -> None:
@@ -346,121 +356,18 @@ class HetznerState:
         if was_booted or status == "off":
             await self.notify("server_powered_off", server)
 
-    async def power_action(self, server: SimServer, command: str) -> SimAction:
-        """poweron, poweroff, shutdown, reboot, reset."""
-        d = self.durations
-        before = server.status
-        if command == "poweron":
-            real_s, api_command, during, after = d.start, "start_server", "starting", "running"
-        elif command == "poweroff":
-            real_s, api_command, during, after = d.power_off, "stop_server", "stopping", "off"
-        elif command == "shutdown":
-            real_s, api_command, during, after = d.shutdown, "shutdown_server", "stopping", "off"
-        elif command == "reboot":
-            real_s, api_command, during, after = d.reboot, "reboot_server", "running", "running"
-        else:
-            real_s, api_command, during, after = d.reset, "reset_server", "running", "running"
-        if command == "poweron" and before == "running":
-            during = "running"  # powering on a running server is a no-op that succeeds
-
-        async def success() -> None:
-            if command == "shutdown":
-                await self.lose_power(server, "off")
-            server.status = after
-            if command in ("reboot", "reset"):  # the boot is part of the action
-                server.booted = True
-                await self.notify("server_booted", server)
-            elif command == "poweron" and not server.booted:
-                self._schedule_boot(server, d.boot)
-
-        async def error() -> None:
-            server.status = before
-
-        action = self.run_action(
-            api_command,
-            [("server", server.id)],
-            real_s,
-            server=server,
-            on_success=success,
-            on_error=error,
-        )
-        if command in ("poweroff", "reboot", "reset") and before != "off":
-            await self.lose_power(server, during)
-        else:
-            server.status = during
-        return action
-
-    async def rebuild(
-        self, server: SimServer, image_ref: Any, user_data: str | None
-    ) -> tuple[SimAction, str | None]:
-        image = self.resolve_image(image_ref, server.server_type.architecture)
-
-        async def success() -> None:
-            server.image_id = image.id
-            if user_data is not None:
-                server.user_data = user_data
-            server.status = "running"
-            await self.notify("server_rebuilt", server)
-            self._schedule_boot(server, self.durations.boot)
-
-        async def error() -> None:
-            server.status = "off"
-
-        action = self.run_action(
-            "rebuild_server",
-            [("server", server.id)],
-            self.durations.rebuild,
-            server=server,
-            on_success=success,
-            on_error=error,
-        )
-        await self.lose_power(server, "rebuilding")
-        password = None if server.ssh_public_keys else secrets.token_urlsafe(15)
-        return action, password
-
-    def create_image(
-        self, server: SimServer, kind: str, description: str | None, labels: dict[str, str]
-    ) -> tuple[SimImage, SimAction]:
-        source = self.images.get(server.image_id)
-        image = SimImage(
-            id=self._next_id("image"),
-            type=kind,
-            name=None,  # snapshots have no name in the real API, only a description
-            description=description or f"{server.name}-snapshot",
-            architecture=server.server_type.architecture,
-            os_flavor=source.os_flavor if source else "unknown",
-            os_version=source.os_version if source else None,
-            status="creating",
-            labels=labels,
-            created_from=(server.id, server.name),
-            disk_size=float(server.server_type.disk),
-        )
-
-        async def success() -> None:
-            image.status = "available"
-            image.image_size = round(image.disk_size * 0.06, 2)
-            await self.notify("snapshot_created", server, image)
-
-        async def error() -> None:
-            self.images.pop(image.id, None)
-
-        action = self.run_action(
-            "create_image",
-            [("server", server.id), ("image", image.id)],
-            self.durations.snapshot,
-            server=server,
-            on_success=success,
-            on_error=error,
-        )
-        self.images[image.id] = image
-        return image, action
-
     async def delete_server(self, server: SimServer) -> SimAction:
         # Deletion is accepted even while an action runs: the product must be able
         # to clean up a stuck server.
+        del self.servers[server.id]
+        for running in self.actions.values():
+            if running.status == "running" and running.concerns("server", server.id):
+                running.finish(("action_failed", "server was deleted"))
+        for image in list(self.images.values()):  # snapshots cut short
+            if image.status == "creating" and image.created_from == (server.id, server.name):
+                del self.images[image.id]
         action = self._action("delete_server", [("server", server.id)], self.durations.delete)
         self._spawn(self._finish_later(action))
-        del self.servers[server.id]
         for fw in self.firewalls.values():
             if server.id in fw.server_ids:
                 fw.server_ids.remove(server.id)

@@ -418,3 +418,35 @@ async def test_rebuild_and_server_scoped_actions(sim: HetznerSim, client: Client
 async def test_listens_on_loopback_only() -> None:
     with pytest.raises(ValueError, match="loopback"):
         await HetznerSim(token=TOKEN).start(host="0.0.0.0")  # noqa: S104 - the point of the test
+
+
+async def test_shutdown_and_power_actions_on_an_off_server(sim: HetznerSim, client: Client) -> None:
+    recorder = Recorder()
+    sim.add_listener(recorder)
+    created = await create(client, "oc-power")
+    assert created.action.status == "running" and created.action.progress < 100
+    await wait_action(client, created.next_actions[0])
+    await asyncio.wait_for(recorder.booted.wait(), 10)
+    assert (
+        await wait_action(client, await call(client.servers.shutdown, created.server))
+    ).status == ("success")
+    assert (await call(client.servers.get_by_id, created.server.id)).status == "off"
+    for verb in (client.servers.reboot, client.servers.reset, client.servers.power_off):
+        assert (await wait_action(client, await call(verb, created.server))).status == "success"
+        assert (await call(client.servers.get_by_id, created.server.id)).status == "off"
+    recorder.booted.clear()
+    await wait_action(client, await call(client.servers.power_on, created.server))
+    await asyncio.wait_for(recorder.booted.wait(), 10)
+    assert sim.state.server(created.server.id).booted
+
+
+async def test_delete_while_creating(sim: HetznerSim, client: Client) -> None:
+    recorder = Recorder()
+    sim.add_listener(recorder)
+    created = await create(client, "oc-gone")
+    delete = await call(client.servers.delete, created.server)
+    assert (await wait_action(client, delete)).status == "success"
+    assert (await wait_action(client, created.next_actions[0])).status == "error"
+    assert await call(client.servers.get_all) == []
+    assert ("booted", created.server.id) not in recorder.events
+    assert ("deleted", created.server.id) in recorder.events
