@@ -62,11 +62,18 @@ class HetznerFaults:
             self._state.out_of_capacity.discard(location)
 
     def add_latency(
-        self, seconds: float, method: str = "*", path: str = "*", *, after: bool = False
+        self,
+        seconds: float,
+        method: str = "*",
+        path: str = "*",
+        *,
+        after: bool = False,
+        times: int | None = None,
     ) -> None:
-        """Delay matching calls by wall-clock seconds; `after=True` delays the answer
-        after the request took effect (a client timeout then retries a done POST)."""
-        self._routes.add_latency(seconds, method, path, after=after)
+        """Delay matching calls by wall-clock seconds (for `times` calls, or for
+        good); `after=True` delays the answer after the request took effect, so a
+        client timeout makes hcloud send a POST that already worked a second time."""
+        self._routes.add_latency(seconds, method, path, after=after, times=times)
 
     def fail_next_action(
         self,
@@ -141,7 +148,9 @@ class HetznerSim:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the simulator listens on loopback only, not {host}")
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        # A short shutdown timeout: a request held by a latency fault must not
+        # keep stop() waiting for a minute.
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -202,7 +211,7 @@ class HetznerSim:
     def control_routes(self) -> list[web.RouteDef]:
         """`GET /_sim/state`; `POST /_sim/faults/route` {method, path, code, status?,
         message?, times?}; `POST /_sim/faults/capacity` {location, available};
-        `POST /_sim/faults/latency` {seconds, method?, path?, after?};
+        `POST /_sim/faults/latency` {seconds, method?, path?, after?, times?};
         `POST /_sim/faults/action` {command, code?, message?, times?};
         `DELETE /_sim/faults`; `POST /_sim/servers/{id}/kill`;
         `POST /_sim/rate_limit` {capacity, refill_per_s}."""
@@ -275,6 +284,7 @@ class HetznerSim:
             self._field(body, "method", str, "*"),
             self._field(body, "path", str, "*"),
             after=self._field(body, "after", bool, False),
+            times=body.get("times") if isinstance(body.get("times"), int) else None,
         )
         return web.json_response({"ok": True})
 

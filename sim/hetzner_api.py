@@ -139,7 +139,7 @@ class HetznerApi:
             "public_net": {
                 # hcloud reads ipv4.id (the primary IP) and raises KeyError without it.
                 "ipv4": {"id": s.ipv4_id, "ip": s.ip, "blocked": False, "dns_ptr": ""},
-                "ipv6": {"id": s.ipv4_id + 1, "ip": s.ipv6_net, "blocked": False, "dns_ptr": []},
+                "ipv6": {"id": s.ipv6_id, "ip": s.ipv6_net, "blocked": False, "dns_ptr": []},
                 "floating_ips": [],
                 "firewalls": [
                     {"id": fw.id, "status": "applied"} for fw in self.state.firewalls_for(s)

@@ -40,47 +40,20 @@ class Location:
         }
 
 
+# fmt: off
 LOCATIONS: tuple[Location, ...] = (
-    Location(
-        1,
-        "fsn1",
-        "Falkenstein DC Park 1",
-        "DE",
-        "Falkenstein",
-        50.47612,
-        12.370071,
-        "eu-central",
-        "fsn1-dc14",
-    ),
-    Location(
-        2,
-        "nbg1",
-        "Nuremberg DC Park 1",
-        "DE",
-        "Nuremberg",
-        49.452102,
-        11.076665,
-        "eu-central",
-        "nbg1-dc3",
-    ),
-    Location(
-        3,
-        "hel1",
-        "Helsinki DC Park 1",
-        "FI",
-        "Helsinki",
-        60.169855,
-        24.938379,
-        "eu-central",
-        "hel1-dc2",
-    ),
-    Location(
-        4, "ash", "Ashburn, VA", "US", "Ashburn, VA", 39.045821, -77.487073, "us-east", "ash-dc1"
-    ),
-    Location(
-        5, "hil", "Hillsboro, OR", "US", "Hillsboro, OR", 45.54222, -122.95194, "us-west", "hil-dc1"
-    ),
+    Location(1, "fsn1", "Falkenstein DC Park 1", "DE", "Falkenstein", 50.47612, 12.370071,
+             "eu-central", "fsn1-dc14"),
+    Location(2, "nbg1", "Nuremberg DC Park 1", "DE", "Nuremberg", 49.452102, 11.076665,
+             "eu-central", "nbg1-dc3"),
+    Location(3, "hel1", "Helsinki DC Park 1", "FI", "Helsinki", 60.169855, 24.938379,
+             "eu-central", "hel1-dc2"),
+    Location(4, "ash", "Ashburn, VA", "US", "Ashburn, VA", 39.045821, -77.487073,
+             "us-east", "ash-dc1"),
+    Location(5, "hil", "Hillsboro, OR", "US", "Hillsboro, OR", 45.54222, -122.95194,
+             "us-west", "hil-dc1"),
 )
+# fmt: on
 EU = ("fsn1", "nbg1", "hel1")
 ALL_LOCATIONS = tuple(loc.name for loc in LOCATIONS)
 
@@ -146,42 +119,22 @@ class ServerType:
         }
 
 
+# fmt: off
 SERVER_TYPES: tuple[ServerType, ...] = (
     ServerType(1, "cx23", "CX23", 2, 4.0, 40, "x86", "Cost-Optimized", Decimal("3.4900"), EU),
-    ServerType(
-        2,
-        "cpx11",
-        "CPX11",
-        2,
-        2.0,
-        40,
-        "x86",
-        "Regular Purpose",
-        Decimal("4.9900"),
-        ALL_LOCATIONS,
-        recommended_in=ALL_LOCATIONS,
-    ),
-    ServerType(
-        3,
-        "cpx21",
-        "CPX21",
-        3,
-        4.0,
-        80,
-        "x86",
-        "Regular Purpose",
-        Decimal("8.9900"),
-        ALL_LOCATIONS,
-        recommended_in=ALL_LOCATIONS,
-    ),
+    ServerType(2, "cpx11", "CPX11", 2, 2.0, 40, "x86", "Regular Purpose", Decimal("4.9900"),
+               ALL_LOCATIONS, recommended_in=ALL_LOCATIONS),
+    ServerType(3, "cpx21", "CPX21", 3, 4.0, 80, "x86", "Regular Purpose", Decimal("8.9900"),
+               ALL_LOCATIONS, recommended_in=ALL_LOCATIONS),
     # Ampere ARM types exist in the EU only, as in the real catalog.
     ServerType(45, "cax11", "CAX11", 2, 4.0, 40, "arm", "Cost-Optimized", Decimal("4.4900"), EU),
     ServerType(93, "cax21", "CAX21", 4, 8.0, 80, "arm", "Cost-Optimized", Decimal("7.9900"), EU),
-    ServerType(94, "cax31", "CAX31", 8, 16.0, 160, "arm", "Cost-Optimized", Decimal("15.9900"), EU),
-    ServerType(
-        95, "cax41", "CAX41", 16, 32.0, 320, "arm", "Cost-Optimized", Decimal("31.4900"), EU
-    ),
+    ServerType(94, "cax31", "CAX31", 8, 16.0, 160, "arm", "Cost-Optimized", Decimal("15.9900"),
+               EU),
+    ServerType(95, "cax41", "CAX41", 16, 32.0, 320, "arm", "Cost-Optimized", Decimal("31.4900"),
+               EU),
 )
+# fmt: on
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ class Latency:
     path: str
     seconds: float
     after: bool  # delay the answer after the request took effect (client timeouts)
+    remaining: int | None = None  # None: every matching call
 
     def matches(self, method: str, path: str) -> bool:
         return self.method in ("*", method) and fnmatchcase(path, self.path)
@@ -117,18 +118,28 @@ class RouteFaults:
         return None
 
     def add_latency(
-        self, seconds: float, method: str = "*", path: str = "*", *, after: bool = False
+        self,
+        seconds: float,
+        method: str = "*",
+        path: str = "*",
+        *,
+        after: bool = False,
+        times: int | None = None,
     ) -> None:
         """Delay matching calls by `seconds` of wall time (not scaled: it exists to
         exercise client timeouts, which are wall time too)."""
-        self.latencies.append(Latency(method.upper(), path, seconds, after))
+        self.latencies.append(Latency(method.upper(), path, seconds, after, times))
 
     def delay(self, method: str, path: str, *, after: bool) -> float:
-        return sum(
-            rule.seconds
-            for rule in self.latencies
-            if rule.after == after and rule.matches(method, path)
-        )
+        total = 0.0
+        for rule in list(self.latencies):
+            if rule.after == after and rule.matches(method, path):
+                total += rule.seconds
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self.latencies.remove(rule)
+        return total
 
     def clear(self) -> None:
         self.failures.clear()

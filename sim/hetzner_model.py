@@ -165,7 +165,8 @@ class SimServer:
     location: Location
     image_id: int
     ip: str  # this server's own loopback address, e.g. 127.1.0.1
-    ipv4_id: int
+    ipv4_id: int  # primary IP ids, distinct per address
+    ipv6_id: int
     ipv6_net: str
     labels: dict[str, str]
     user_data: str | None

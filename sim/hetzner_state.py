@@ -43,6 +43,10 @@ def _loopback_addresses(pool: str) -> Iterator[ipaddress.IPv4Address]:
 
 
 class HetznerState:
+    """The project. Other simulators read `servers` (by id), `server_by_ip`,
+    `firewalls_for`, `inbound_allowed` and `images`, and subscribe through
+    `listeners`; they never change a server themselves."""
+
     def __init__(
         self,
         *,
@@ -290,6 +294,7 @@ class HetznerState:
             image_id=image.id,
             ip=str(address),
             ipv4_id=self.next_id("primary_ip"),
+            ipv6_id=self.next_id("primary_ip"),
             ipv6_net=f"2001:db8:{int(address) & 0xFFFF:x}::/64",
             labels=labels,
             user_data=user_data,

@@ -450,3 +450,15 @@ async def test_delete_while_creating(sim: HetznerSim, client: Client) -> None:
     assert await call(client.servers.get_all) == []
     assert ("booted", created.server.id) not in recorder.events
     assert ("deleted", created.server.id) in recorder.events
+
+
+async def test_timed_out_create_is_resent_and_hits_uniqueness(sim: HetznerSim) -> None:
+    # The first answer to POST /servers comes late (after the server exists); hcloud
+    # times out, sends the POST again, and the unique name makes it a 409.
+    client = Client(token=TOKEN, api_endpoint=sim.url, poll_interval=0.01, timeout=0.2)
+    client._client._retry_interval_func = lambda retries: 0.01
+    sim.faults.add_latency(0.5, "POST", "/servers", after=True, times=1)
+    error = await rejected(create(client, "oc-once"))
+    assert error.code == "uniqueness_error"
+    assert [s.name for s in await call(client.servers.get_all)] == ["oc-once"]
+    client._client._session.close()
