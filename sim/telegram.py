@@ -162,6 +162,7 @@ class TelegramSim(TelegramControl):
             self.conflicts += 1
             self.notify()
         poll = self._poll = _PendingPoll()
+        self.notify()  # tests wait for `polling` to become true
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
@@ -231,6 +232,7 @@ class TelegramSim(TelegramControl):
                     self.webhook_errors.append(f"Connection failed: {error}")
                 if delivered:
                     self.updates = [u for u in self.updates if u[0] != batch[0]["update_id"]]
+                    self.notify()
                     self._run_webhook_reply(reply)
                 else:
                     await asyncio.sleep(max(1.0 * self.time_scale, 0.01))
