@@ -25,16 +25,16 @@ from aiohttp import web
 
 from sim.telegram_control import TelegramControl
 from sim.telegram_methods import DEFAULT_ALLOWED, METHODS
-from sim.telegram_model import ApiCall, SimError, SimMessage
+from sim.telegram_model import ApiCall, SimError
 from sim.telegram_protocol import (
     MAX_UPLOAD,
-    NOT_FOUND,
-    UNAUTHORIZED,
     Params,
     TelegramApiError,
     Upload,
     conflict,
+    not_found,
     read_params,
+    unauthorized,
 )
 
 JsonDict = dict[str, Any]
@@ -62,9 +62,18 @@ class TelegramSim(TelegramControl):
         self,
         bot_token: str,
         bot_username: str = "openclaw_hosted_bot",
-        **options: Any,
+        *,
+        bot_name: str = "OpenClaw Hosted",
+        time_scale: float = 1.0,
+        privacy_mode: bool = True,
     ) -> None:
-        super().__init__(bot_token, bot_username, **options)
+        super().__init__(
+            bot_token,
+            bot_username,
+            bot_name=bot_name,
+            time_scale=time_scale,
+            privacy_mode=privacy_mode,
+        )
         self.url = ""
         self.conflicts = 0  # getUpdates requests terminated by a newer one
         self.webhook_errors: list[str] = []
@@ -75,6 +84,7 @@ class TelegramSim(TelegramControl):
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        host = "127.0.0.1" if host == "localhost" else host
         if not ipaddress.ip_address(host).is_loopback:
             raise SimError(f"the simulator listens on loopback only, not {host}")
         app = web.Application(client_max_size=MAX_UPLOAD + 1024 * 1024)
@@ -125,10 +135,10 @@ class TelegramSim(TelegramControl):
         call = ApiCall(method, {})
         try:
             if request.match_info["token"] != self.bot_token:
-                raise UNAUTHORIZED
+                raise unauthorized()
             name = method.lower()
             if name != "getupdates" and name not in METHODS:
-                raise NOT_FOUND
+                raise not_found()
             params = await read_params(request)
             call.params = {
                 k: v.filename if isinstance(v, Upload) else v for k, v in params.values.items()
@@ -197,18 +207,19 @@ class TelegramSim(TelegramControl):
 
     async def _file(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.bot_token:
-            return web.json_response(UNAUTHORIZED.to_api(), status=401)
+            return web.json_response(unauthorized().to_api(), status=401)
         for document in self.files.values():
             if (
                 request.match_info["path"]
                 == f"documents/{document.file_unique_id}_{document.file_name}"
             ):
                 return web.Response(body=document.content, content_type=document.mime_type)
-        return web.json_response(NOT_FOUND.to_api(), status=404)
+        return web.json_response(not_found().to_api(), status=404)
 
     async def _deliver_webhooks(self) -> None:
         """Post updates to the webhook one at a time, keeping each until it gets a 2xx."""
-        async with aiohttp.ClientSession() as http:
+        # Telegram gives up on a webhook request after about a minute and retries later.
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             while True:
                 hook, batch = self.webhook, self._deliverable(1)
                 if hook is None or not batch:
@@ -258,6 +269,7 @@ class TelegramSim(TelegramControl):
             web.post("/_sim/chats/{chat_id}/faults", self._c_chat_faults),
             web.post("/_sim/methods/{method}/fail", self._c_fail),
             web.get("/_sim/callbacks/{query_id}", self._c_callback),
+            web.post("/_sim/settings", self._c_settings),
         ]
         for route in routes:
             route.register(app.router)
@@ -372,17 +384,15 @@ class TelegramSim(TelegramControl):
         query = self.callbacks[request.match_info["query_id"]]
         return web.json_response({"id": query.id, "data": query.data, "answer": query.answer})
 
-    def transcript_entry(self, message: SimMessage) -> JsonDict:
-        """A message as Telegram shows it, plus what only the simulator knows about it."""
-        return {
-            **self.message_json(message),
-            "from_bot": message.from_bot,
-            "deleted": message.deleted,
-            "source_text": message.source_text,
-            "parse_mode": message.parse_mode,
-            "reply_markup": message.reply_markup,
-            "edits": [vars(v) for v in message.edits],
-        }
+    async def _c_settings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        for key in ("latency_s", "time_scale"):
+            if key in body:
+                setattr(self, key, float(body[key]))
+        if "privacy_mode" in body:
+            self.privacy_mode = bool(body["privacy_mode"])
+        settings = ("latency_s", "time_scale", "privacy_mode")
+        return web.json_response({k: getattr(self, k) for k in settings})
 
 
 @web.middleware

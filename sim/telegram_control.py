@@ -6,6 +6,7 @@ API in `sim.telegram` calls the same ones). Faults are set here too.
 
 from __future__ import annotations
 
+import base64
 from collections import deque
 from collections.abc import Iterable
 
@@ -214,6 +215,21 @@ class TelegramControl(TelegramWorld):
             return self.user(by).id
         ranked = sorted(chat.members, key=lambda uid: chat.members[uid] != "creator")
         return ranked[0] if ranked else self.bot.id
+
+    def transcript_entry(self, message: SimMessage) -> JsonDict:
+        """A message as Telegram shows it, plus what only the simulator knows about it."""
+        return {
+            **self.message_json(message),
+            "from_bot": message.from_bot,
+            "deleted": message.deleted,
+            "source_text": message.source_text,
+            "parse_mode": message.parse_mode,
+            "reply_markup": message.reply_markup,
+            "edits": [vars(v) for v in message.edits],
+            "document_base64": (
+                base64.b64encode(message.document.content).decode() if message.document else None
+            ),
+        }
 
 
 def _entity_text(text: str, entity: JsonDict) -> str:

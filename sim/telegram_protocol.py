@@ -59,8 +59,12 @@ def conflict(detail: str) -> TelegramApiError:
     return TelegramApiError(409, f"Conflict: {detail}")
 
 
-UNAUTHORIZED = TelegramApiError(401, "Unauthorized")
-NOT_FOUND = TelegramApiError(404, "Not Found")
+def unauthorized() -> TelegramApiError:
+    return TelegramApiError(401, "Unauthorized")
+
+
+def not_found() -> TelegramApiError:
+    return TelegramApiError(404, "Not Found")
 
 
 @dataclass
