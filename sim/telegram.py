@@ -221,7 +221,8 @@ class TelegramSim(TelegramControl):
         # Telegram gives up on a webhook request after about a minute and retries later.
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             while True:
-                hook, batch = self.webhook, self._deliverable(1)
+                hook = self.webhook
+                batch = self._deliverable(1) if hook is not None else []
                 if hook is None or not batch:
                     await self._changed.wait()
                     continue

@@ -66,7 +66,8 @@ class TelegramWorld:
         self.commands: dict[str, list[JsonDict]] = {}
         self.callbacks: dict[str, SimCallbackQuery] = {}
         self.files: dict[str, SimDocument] = {}
-        self.calls: list[ApiCall] = []
+        # Every Bot API call, newest last; bounded so a long demo does not grow forever.
+        self.calls: deque[ApiCall] = deque(maxlen=10_000)
         self.method_faults: dict[str, deque[TelegramApiError]] = {}
         self._update_ids = itertools.count(800_000_001)
         self._user_ids = itertools.count(100_000_001)

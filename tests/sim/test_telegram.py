@@ -22,7 +22,14 @@ from aiogram.exceptions import (
 )
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import BotCommand, BufferedInputFile, CallbackQuery, Message
+from aiogram.types import (
+    BotCommand,
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiohttp import web
 
@@ -145,6 +152,8 @@ async def test_button_press_answers_and_edits(sim: TelegramSim, bot: Bot) -> Non
     assert question.text == f"Destroying inst_a1b2c3d4e5f6 for {admin.id}"
     assert question.inline_keyboard is None  # an edit without reply_markup drops the keyboard
     assert question.edits[0].text == "Destroy inst_a1b2c3d4e5f6?"
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query(query.id)  # a query is answered once
 
 
 async def test_flooding_a_group_gets_429_with_retry_after(sim: TelegramSim, bot: Bot) -> None:
@@ -229,6 +238,11 @@ async def test_edits_that_change_nothing_and_too_long_text(sim: TelegramSim, bot
     emoji = await bot.send_message(ops.id, "🚀 <i>ok</i> &lt;3", parse_mode="HTML")
     assert emoji.text == "🚀 ok <3"
     assert emoji.entities is not None and emoji.entities[0].offset == 3  # UTF-16 units
+    too_big = InlineKeyboardButton(text="x", callback_data="x" * 65)
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await bot.send_message(
+            ops.id, "?", reply_markup=InlineKeyboardMarkup(inline_keyboard=[[too_big]])
+        )
 
 
 async def test_long_polling_with_offset_and_limit(sim: TelegramSim, bot: Bot) -> None:
