@@ -19,6 +19,7 @@ from core.ids import token_hash
 from core.journal import notify_customer, notify_ops, record_event
 from core.lifecycle import Lifecycle, dumps, live_instances
 from core.models import ACTOR_PADDLE, Plan, SubscriptionStatus
+from core.models import SubscriptionStatus as Sub
 from core.paddle_events import (
     Envelope,
     MalformedEvent,
@@ -177,13 +178,9 @@ class Billing:
             "price_ids": dumps(list(event.price_ids)),
             "occurred_at": to_iso(envelope.occurred_at),
             "changed_at": to_iso(now),
-            "past_due_since": _past_due_since(existing, status, envelope.occurred_at),
-            "paused_at": to_iso(event.paused_at or envelope.occurred_at)
-            if status is SubscriptionStatus.PAUSED
-            else None,
-            "canceled_at": to_iso(event.canceled_at or envelope.occurred_at)
-            if status is SubscriptionStatus.CANCELED
-            else None,
+            "past_due_since": _past_due_since(existing, status, now),
+            "paused_at": _since(existing, "paused_at", status is Sub.PAUSED, now),
+            "canceled_at": _since(existing, "canceled_at", status is Sub.CANCELED, now),
             "scheduled_change": dumps(event.scheduled_change) if event.scheduled_change else None,
             "updated_at": to_iso(now),
         }
@@ -381,7 +378,7 @@ class Billing:
         await conn.execute(
             f"UPDATE {table} SET refunded_at = COALESCE(refunded_at, ?), "  # noqa: S608
             "changed_at = ? WHERE id = ?",
-            (to_iso(envelope.occurred_at), to_iso(now), key),
+            (to_iso(now), to_iso(now), key),
         )
         await record_event(
             conn,
@@ -454,11 +451,17 @@ class Billing:
 
 
 def _past_due_since(
-    existing: aiosqlite.Row | None, status: SubscriptionStatus, occurred_at: datetime
+    existing: aiosqlite.Row | None, status: SubscriptionStatus, now: datetime
 ) -> str | None:
-    """Past due since the first event that said so; cleared once it is paid."""
-    if status is not SubscriptionStatus.PAST_DUE:
+    """Past due since we first learned it (and warned the customer); cleared once paid."""
+    return _since(existing, "past_due_since", status is SubscriptionStatus.PAST_DUE, now)
+
+
+def _since(existing: aiosqlite.Row | None, column: str, holds: bool, now: datetime) -> str | None:
+    """When a billing state began, by our clock: grace periods run from when we learned
+    of it and warned the customer, so a late or replayed delivery never skips one."""
+    if not holds:
         return None
-    if existing is not None and existing["past_due_since"]:
-        return str(existing["past_due_since"])
-    return to_iso(occurred_at)
+    if existing is not None and existing[column]:
+        return str(existing[column])
+    return to_iso(now)

@@ -8,6 +8,7 @@ an exception never shows them.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -54,15 +55,15 @@ class Settings(BaseSettings):
 
     # Required by `run`.
     public_base_url: str
-    admin_api_key: SecretStr = Field(min_length=24)
+    admin_api_key: SecretStr
     paddle_webhook_secrets: Secrets = Field(min_length=1)
-    paddle_api_key: SecretStr = Field(min_length=1)
+    paddle_api_key: SecretStr
     paddle_price_monthly: str = Field(pattern=r"^pri_[A-Za-z0-9]+$")
     paddle_price_lifetime: str = Field(pattern=r"^pri_[A-Za-z0-9]+$")
-    telegram_bot_token: SecretStr = Field(pattern=r"^\d+:[A-Za-z0-9_-]+$")
+    telegram_bot_token: SecretStr
     ops_chat_id: int
     admin_user_ids: CommaInts = Field(min_length=1)
-    hcloud_token: SecretStr = Field(min_length=1)
+    hcloud_token: SecretStr
     ssh_private_key_path: Path
     backend_ips: CommaList = Field(min_length=1)
 
@@ -121,6 +122,34 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _long_key(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 24:
+            raise ValueError("must be at least 24 characters")
+        return value
+
+    @field_validator("paddle_api_key", "hcloud_token")
+    @classmethod
+    def _present(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", value.get_secret_value()):
+            raise ValueError("must look like 123456:ABC-def")
+        return value
+
+    @field_validator("paddle_webhook_secrets")
+    @classmethod
+    def _secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if not any(secret.get_secret_value() for secret in value):
+            raise ValueError("needs at least one secret")
+        return value
 
     @field_validator("backend_ips", "trusted_proxies")
     @classmethod

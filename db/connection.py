@@ -25,10 +25,15 @@ Row = aiosqlite.Row
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
     conn.row_factory = aiosqlite.Row
-    await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA foreign_keys=ON")
-    await conn.execute("PRAGMA synchronous=FULL")
+    for pragma in (f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON", "synchronous=FULL"):
+        await _pragma(conn, pragma)
     return conn
+
+
+async def _pragma(conn: aiosqlite.Connection, pragma: str) -> None:
+    # Step the statement to its end: an open PRAGMA cursor keeps a lock on the file.
+    async with conn.execute(f"PRAGMA {pragma}") as cursor:
+        await cursor.fetchall()
 
 
 def _create_private(path: Path) -> None:
@@ -52,7 +57,7 @@ class Database:
     async def open(cls, path: Path, *, migrate: bool = True) -> Database:
         _create_private(path)
         writer = await _connect(path)
-        await writer.execute("PRAGMA journal_mode=WAL")
+        await _pragma(writer, "journal_mode=WAL")
         db = cls(path, writer, await _connect(path))
         if migrate:
             await db.migrate()

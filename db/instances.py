@@ -24,7 +24,7 @@ async def list_instances(
     total_row = await db.fetch_one(f"SELECT COUNT(*) FROM instances i {where}", params)  # noqa: S608
     total = int(total_row[0]) if total_row else 0
     rows = await db.fetch_all(
-        f"{_SELECT} {where} ORDER BY i.created_at DESC, i.id LIMIT ? OFFSET ?",  # noqa: S608
+        f"{_SELECT} {where} ORDER BY i.created_at DESC, i.id LIMIT ? OFFSET ?",
         [*params, per_page, (page - 1) * per_page],
     )
     return rows, total

@@ -16,6 +16,7 @@ import json
 import secrets
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -278,17 +279,20 @@ class WebhookSender:
         *,
         max_attempts: int = 3,
         retry_delay_s: float = 0.05,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
         self.secret = secret
         self.max_attempts = max_attempts
         self.retry_delay_s = retry_delay_s
+        self.now = now  # the receiver's clock may be a test's fake one
 
     async def post(
         self, body: bytes, *, timestamp: int | None = None, header: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         """One delivery attempt of exact bytes; returns (status, JSON body or {})."""
-        signature = header if header is not None else signature_header(self.secret, body, timestamp)
+        ts = int(self.now()) if timestamp is None else timestamp
+        signature = header if header is not None else signature_header(self.secret, body, ts)
         async with (
             ClientSession(timeout=ClientTimeout(total=10)) as session,
             session.post(
