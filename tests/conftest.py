@@ -65,7 +65,7 @@ def clock() -> FakeClock:
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values = base_settings(tmp_path) | {k: str(v) for k, v in overrides.items()}
-        return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+        return Settings(_env_file=None, **values)
 
     return make
 

@@ -20,8 +20,15 @@ from sim.paddle import (
 )
 from tests.conftest import FIXTURES, LIFETIME_PRICE, MONTHLY_PRICE, WEBHOOK_SECRET, Backend, sample
 
-SUBSCRIPTION_SAMPLES = ["created", "activated", "updated", "past_due", "paused", "resumed",
-                        "canceled"]  # fmt: skip
+SUBSCRIPTION_SAMPLES = [
+    "created",
+    "activated",
+    "updated",
+    "past_due",
+    "paused",
+    "resumed",
+    "canceled",
+]
 SUB_ID = "sub_01h7ht5z5wdg9pz18jx1fagp8k"
 
 
@@ -36,9 +43,13 @@ async def rows(backend: Backend, sql: str, *params: Any) -> list[Any]:
 @pytest.mark.parametrize(
     "name",
     [f"subscription.{n}.json" for n in SUBSCRIPTION_SAMPLES]
-    + ["transaction.completed.json", "transaction.paid.json",
-       "customer.created.signed-standard.json", "customer.created.signed-special-chars.json"],
-)  # fmt: skip
+    + [
+        "transaction.completed.json",
+        "transaction.paid.json",
+        "customer.created.signed-standard.json",
+        "customer.created.signed-special-chars.json",
+    ],
+)
 async def test_every_real_sample_resigned_is_accepted(backend: Backend, name: str) -> None:
     body = (FIXTURES / name).read_bytes()
     status, answer = await backend.sender.post(body)
@@ -83,15 +94,29 @@ async def test_activated_before_created(backend: Backend) -> None:
 
 async def test_canceled_before_updated_stays_canceled(backend: Backend, clock: FakeClock) -> None:
     sub_id, customer = paddle_id("sub"), paddle_id("ctm")
-    created = envelope("subscription.created", subscription_data(
-        sub_id, customer, "active", MONTHLY_PRICE), occurred_at=clock.now())  # fmt: skip
-    updated = envelope("subscription.updated", subscription_data(
-        sub_id, customer, "active", MONTHLY_PRICE,
-        scheduled_change={"action": "cancel", "effective_at": "2026-12-01T00:00:00Z"}),
-        occurred_at=clock.now() + timedelta(seconds=1))  # fmt: skip
-    canceled = envelope("subscription.canceled", subscription_data(
-        sub_id, customer, "canceled", MONTHLY_PRICE, canceled_at=paddle_time(clock.now())),
-        occurred_at=clock.now() + timedelta(seconds=2))  # fmt: skip
+    created = envelope(
+        "subscription.created",
+        subscription_data(sub_id, customer, "active", MONTHLY_PRICE),
+        occurred_at=clock.now(),
+    )
+    updated = envelope(
+        "subscription.updated",
+        subscription_data(
+            sub_id,
+            customer,
+            "active",
+            MONTHLY_PRICE,
+            scheduled_change={"action": "cancel", "effective_at": "2026-12-01T00:00:00Z"},
+        ),
+        occurred_at=clock.now() + timedelta(seconds=1),
+    )
+    canceled = envelope(
+        "subscription.canceled",
+        subscription_data(
+            sub_id, customer, "canceled", MONTHLY_PRICE, canceled_at=paddle_time(clock.now())
+        ),
+        occurred_at=clock.now() + timedelta(seconds=2),
+    )
     await post(backend, created)
     await post(backend, canceled)
     _, answer = await post(backend, updated)  # arrives last, happened before the cancel
@@ -142,13 +167,17 @@ async def test_stale_timestamp_is_refused(backend: Backend, clock: FakeClock) ->
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[]", b'{"event_type": "subscription.created"}',
-     b'{"event_id": "evt_1", "event_type": "subscription.created", "occurred_at": "yesterday",'
-     b' "data": {}}',
-     b'{"event_id": "evt_1", "event_type": "subscription.created",'
-     b' "occurred_at": "2026-01-01T00:00:00Z", "data": {"id": "sub_1"}}',
-     b"\xff\xfe"],
-)  # fmt: skip
+    [
+        b"not json",
+        b"[]",
+        b'{"event_type": "subscription.created"}',
+        b'{"event_id": "evt_1", "event_type": "subscription.created", "occurred_at": "yesterday",'
+        b' "data": {}}',
+        b'{"event_id": "evt_1", "event_type": "subscription.created",'
+        b' "occurred_at": "2026-01-01T00:00:00Z", "data": {"id": "sub_1"}}',
+        b"\xff\xfe",
+    ],
+)
 async def test_malformed_body_is_400_and_stores_nothing(backend: Backend, body: bytes) -> None:
     status, answer = await backend.sender.post(body)
     assert status == 400 and answer["error"]["code"] == "invalid_input"
@@ -162,8 +191,10 @@ async def test_body_over_one_mebibyte_is_413(backend: Backend) -> None:
 
 async def test_lifetime_purchase_and_refund(backend: Backend, clock: FakeClock) -> None:
     txn = paddle_id("txn")
-    await post(backend, envelope("transaction.completed", transaction_data(
-        txn, "ctm_lifetime1", LIFETIME_PRICE)))  # fmt: skip
+    await post(
+        backend,
+        envelope("transaction.completed", transaction_data(txn, "ctm_lifetime1", LIFETIME_PRICE)),
+    )
     [instance] = await backend.instances()
     assert instance["plan"] == "lifetime" and instance["desired_state"] == "active"
     await post(backend, envelope("adjustment.created", adjustment_data(txn, "ctm_lifetime1")))
@@ -177,10 +208,13 @@ async def test_lifetime_purchase_and_refund(backend: Backend, clock: FakeClock) 
 
 async def test_pending_and_partial_refunds_do_not_suspend(backend: Backend) -> None:
     txn = paddle_id("txn")
-    await post(backend, envelope("transaction.completed", transaction_data(
-        txn, "ctm_x", LIFETIME_PRICE)))  # fmt: skip
-    await post(backend, envelope("adjustment.created", adjustment_data(
-        txn, "ctm_x", status="pending_approval")))  # fmt: skip
+    await post(
+        backend, envelope("transaction.completed", transaction_data(txn, "ctm_x", LIFETIME_PRICE))
+    )
+    await post(
+        backend,
+        envelope("adjustment.created", adjustment_data(txn, "ctm_x", status="pending_approval")),
+    )
     await post(
         backend, envelope("adjustment.updated", adjustment_data(txn, "ctm_x", kind="partial"))
     )
@@ -192,8 +226,13 @@ async def test_lifetime_over_the_cap_is_honoured_and_alerted(backend: Backend) -
     backend.lifecycle  # noqa: B018
     backend.context.billing.lifetime_cap = 1
     for customer in ("ctm_a", "ctm_b"):
-        await post(backend, envelope("transaction.completed", transaction_data(
-            paddle_id("txn"), customer, LIFETIME_PRICE)))  # fmt: skip
+        await post(
+            backend,
+            envelope(
+                "transaction.completed",
+                transaction_data(paddle_id("txn"), customer, LIFETIME_PRICE),
+            ),
+        )
     assert len(await backend.instances()) == 2
     alerts = await rows(backend, "SELECT body FROM notifications WHERE kind = 'lifetime_cap'")
     assert len(alerts) == 1 and "over the cap of 1" in alerts[0]["body"]
@@ -203,17 +242,35 @@ async def test_repayment_after_destruction_gets_a_new_instance(
     backend: Backend, clock: FakeClock
 ) -> None:
     sub_id, customer = paddle_id("sub"), paddle_id("ctm")
-    await post(backend, envelope("subscription.created", subscription_data(
-        sub_id, customer, "active", MONTHLY_PRICE), occurred_at=clock.now()))  # fmt: skip
+    await post(
+        backend,
+        envelope(
+            "subscription.created",
+            subscription_data(sub_id, customer, "active", MONTHLY_PRICE),
+            occurred_at=clock.now(),
+        ),
+    )
     clock.advance(timedelta(seconds=1))
-    await post(backend, envelope("subscription.paused", subscription_data(
-        sub_id, customer, "paused", MONTHLY_PRICE), occurred_at=clock.now()))  # fmt: skip
+    await post(
+        backend,
+        envelope(
+            "subscription.paused",
+            subscription_data(sub_id, customer, "paused", MONTHLY_PRICE),
+            occurred_at=clock.now(),
+        ),
+    )
     clock.advance(timedelta(days=31))
     await backend.lifecycle.reevaluate_due("policy")
     [old] = await backend.instances()
     assert old["desired_state"] == "destroyed"
-    await post(backend, envelope("subscription.resumed", subscription_data(
-        sub_id, customer, "active", MONTHLY_PRICE), occurred_at=clock.now()))  # fmt: skip
+    await post(
+        backend,
+        envelope(
+            "subscription.resumed",
+            subscription_data(sub_id, customer, "active", MONTHLY_PRICE),
+            occurred_at=clock.now(),
+        ),
+    )
     instances = await backend.instances()
     assert len(instances) == 2
     new = next(i for i in instances if i["instance_id"] != old["instance_id"])
@@ -221,8 +278,13 @@ async def test_repayment_after_destruction_gets_a_new_instance(
 
 
 async def test_unknown_price_makes_no_instance_and_alerts(backend: Backend) -> None:
-    await post(backend, envelope("subscription.created", subscription_data(
-        paddle_id("sub"), paddle_id("ctm"), "active", "pri_somethingelse")))  # fmt: skip
+    await post(
+        backend,
+        envelope(
+            "subscription.created",
+            subscription_data(paddle_id("sub"), paddle_id("ctm"), "active", "pri_somethingelse"),
+        ),
+    )
     assert await backend.instances() == []
     assert await rows(backend, "SELECT 1 FROM notifications WHERE kind = 'unknown_price'")
 

@@ -53,15 +53,31 @@ def test_stale_and_future_timestamps_refused(offset: int) -> None:
 
 def test_within_tolerance_accepted() -> None:
     now = 1_800_000_000
-    verify(f"ts={now - 299};h1={sign('s3cret', now - 299, b'{}')}", b"{}", ["s3cret"],
-           now=now, tolerance_s=300)  # fmt: skip
+    verify(
+        f"ts={now - 299};h1={sign('s3cret', now - 299, b'{}')}",
+        b"{}",
+        ["s3cret"],
+        now=now,
+        tolerance_s=300,
+    )
 
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "garbage", "ts=;h1=", "h1=abc", "ts=123", "ts=abc;h1=00", "ts=1;h1=zz;;;",
-     "ts=-5;h1=00", "ts=1e9;h1=00", "=;=;="],
-)  # fmt: skip
+    [
+        None,
+        "",
+        "garbage",
+        "ts=;h1=",
+        "h1=abc",
+        "ts=123",
+        "ts=abc;h1=00",
+        "ts=1;h1=zz;;;",
+        "ts=-5;h1=00",
+        "ts=1e9;h1=00",
+        "=;=;=",
+    ],
+)
 def test_garbage_headers_refused(header: str | None) -> None:
     with pytest.raises(SignatureError):
         verify(header, b"{}", ["s3cret"], now=1, tolerance_s=300)
