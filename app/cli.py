@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from app import logs
 from app.config import load_settings
+from app.demo import run_demo, run_simulators
 from app.service import AlreadyRunning, Service, run_until_signalled
 from core.settings import StorageSettings, secret_values
 from db.connection import Database
@@ -60,13 +62,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    print(
-        "openclaw-hosted demo: the whole-journey demo needs the provisioner and the bot, "
-        "which are not built yet. For now: `openclaw-hosted sim` starts the simulators that "
-        "exist and prints the .env block for `openclaw-hosted run`.",
-        file=sys.stderr,
-    )
-    return 1
+    logs.configure("text", [])
+    asyncio.run(run_demo(Path(args.data_dir), args.time_scale, args.once))
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    logs.configure("text", [])
+    env_out = Path(args.env_out) if args.env_out else None
+    asyncio.run(run_simulators(Path(args.data_dir), args.time_scale, env_out, args.once))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,9 +83,23 @@ def parser() -> argparse.ArgumentParser:
         ("check-config", cmd_check_config, "report every settings problem at once"),
         ("migrate", cmd_migrate, "apply database migrations"),
         ("demo", cmd_demo, "run everything against the simulators"),
+        ("sim", cmd_sim, "start the simulators alone and print a ready .env"),
     ):
         sub = commands.add_parser(name, help=text)
         sub.set_defaults(func=func)
+        if name in ("demo", "sim"):
+            sub.add_argument(
+                "--data-dir", default="data/sim", help="where the simulated world lives"
+            )
+            sub.add_argument(
+                "--time-scale",
+                type=float,
+                default=0.05,
+                help="outside-world latencies times this (1 = real)",
+            )
+            sub.add_argument("--once", action="store_true", help="start, show, and stop")
+        if name == "sim":
+            sub.add_argument("--env-out", help="also write the settings to this file")
     return root
 
 

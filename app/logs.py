@@ -68,3 +68,4 @@ def configure(log_format: str, secrets: Iterable[str], level: int = logging.INFO
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -1,0 +1,94 @@
+"""`openclaw-hosted sim` and `demo`: the simulators alone, or the whole system on them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from app.service import Service
+from app.simulators import MONTHLY_PRICE, Simulators, env_block
+from core.settings import Settings
+from sim.paddle import WebhookSender, envelope, paddle_id, subscription_data
+
+
+async def _until_signalled(once: bool) -> None:
+    if once:
+        return
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o600)  # it holds the simulators' tokens
+
+
+async def run_simulators(
+    data_dir: Path, time_scale: float, env_out: Path | None, once: bool
+) -> None:
+    sims = Simulators(data_dir, time_scale=time_scale)
+    await sims.start()
+    try:
+        for name, url in sims.urls().items():
+            print(f"{name:<18} {url}")
+        block = env_block(sims.env())
+        if env_out is not None:
+            _write_private(env_out, block)
+            print(f"\nsettings written to {env_out}; start the service with:\n"
+                  f"  openclaw-hosted --env-file {env_out} run\n")  # fmt: skip
+        print("\n# .env for `openclaw-hosted run` against these simulators\n" + block)
+        print("simulators running; Ctrl-C stops them", flush=True)
+        await _until_signalled(once)
+    finally:
+        await sims.stop()
+
+
+async def _customer_pays(sims: Simulators, service_url: str) -> dict[str, Any]:
+    """A customer checks out at Paddle: their record exists, then the webhook arrives."""
+    customer = sims.paddle.add_customer("grace@example.com", "Grace Hopper")
+    sender = WebhookSender(f"{service_url}/api/webhook/paddle", sims.webhook_secret)
+    event = envelope("subscription.created", subscription_data(
+        paddle_id("sub"), customer.id, "active", MONTHLY_PRICE))  # fmt: skip
+    delivery = await sender.deliver(event)
+    print(f"Paddle delivered subscription.created for {customer.email}: HTTP {delivery.status}")
+    async with aiohttp.ClientSession() as session:
+        for _ in range(50):
+            headers = {"X-API-Key": sims.admin_api_key}
+            async with session.get(f"{service_url}/api/instances", headers=headers) as response:
+                instances = (await response.json())["instances"]
+            if instances and instances[0]["customer_email"]:
+                break
+            await asyncio.sleep(0.1)
+    return dict(instances[0]) if instances else {}
+
+
+async def run_demo(data_dir: Path, time_scale: float, once: bool) -> None:
+    sims = Simulators(data_dir, time_scale=time_scale, http_port=0 if once else 8000)
+    await sims.start()
+    try:
+        values = {key.lower(): value for key, value in sims.env().items()}
+        settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
+        service = Service(settings)
+        await service.start()
+        try:
+            instance = await _customer_pays(sims, service.url)
+            print("instance:", json.dumps(instance, indent=2))
+            print(
+                "\nNot built yet: the provisioner (issue 4), the Telegram bot (issue 5) and the "
+                "monitor.\nThe instance stays `provisioning` until the provisioner exists.\n"
+                f"Admin API: curl -H 'X-API-Key: {sims.admin_api_key}' {service.url}/api/instances"
+            )
+            print("demo running; Ctrl-C stops it", flush=True)
+            await _until_signalled(once)
+        finally:
+            await service.stop()
+    finally:
+        await sims.stop()
