@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from typing import Any
@@ -307,3 +308,33 @@ async def test_secret_rotation_old_and_new_secret_both_accepted(backend: Backend
     status, _ = await backend.sender.post(body, header=header)
     assert status == 200
     assert WEBHOOK_SECRET  # the fixture's current secret works too (every other test uses it)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (FIXTURES / "entity-data-only").glob("*.data.json"))
+)
+async def test_richer_2024_data_shapes_are_accepted(
+    backend: Backend, clock: FakeClock, name: str
+) -> None:
+    data = json.loads((FIXTURES / "entity-data-only" / name).read_text())
+    event_type = name.removesuffix(".data.json")
+    status, answer = await post(backend, envelope(event_type, data, occurred_at=clock.now()))
+    assert status == 200, answer
+    assert answer["outcome"] in ("applied", "stored", "ignored")
+
+
+async def test_an_event_stored_before_a_crash_is_applied_at_start_up(backend: Backend) -> None:
+    body = json.dumps(sample("subscription.created.json")).encode()
+    await backend.context.billing.accept(body)  # committed, then the process died
+    assert await backend.instances() == []
+    assert await backend.context.billing.apply_pending() == 1
+    assert len(await backend.instances()) == 1
+    assert await backend.context.billing.apply_pending() == 0
+
+
+async def test_concurrent_duplicate_deliveries_apply_once(backend: Backend) -> None:
+    body = json.dumps(sample("subscription.created.json")).encode()
+    results = await asyncio.gather(*(backend.sender.post(body) for _ in range(8)))
+    assert all(status == 200 for status, _ in results)
+    assert sum(1 for _, answer in results if answer.get("outcome") == "applied") == 1
+    assert len(await backend.instances()) == 1
