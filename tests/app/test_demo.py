@@ -34,7 +34,7 @@ def test_sim_prints_urls_and_a_ready_env(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for name in ("Paddle API", "Hetzner Cloud API", "Telegram Bot API"):
         assert name in result.stdout
-    assert "0.0.0.0" not in result.stdout
+    assert "0.0.0.0" not in result.stdout  # noqa: S104 - loopback only
     settings, problems = load_settings(env_file)  # the printed settings pass check-config
     assert problems == [] and settings is not None
     assert settings.hcloud_endpoint.startswith("http://127.")
