@@ -158,8 +158,16 @@ class Sandbox:
             return self.disk.joinpath(top, *rest)
         return self.disk.joinpath("upper", top, *rest)
 
+    def exists(self, vps_path: str) -> bool:
+        """The VPS wrote this path (a symlink counts, wherever it points)."""
+        path = self.path(vps_path)
+        return path.is_symlink() or (path.exists() and not path.is_char_device())
+
     def read(self, vps_path: str) -> str | None:
         path = self.path(vps_path)
+        # A symlink the VPS made must not make the simulator read a host file.
+        if not path.resolve().is_relative_to(self.disk.resolve()):
+            return None
         if not path.is_file():  # missing, or an overlay whiteout (a device node)
             return None
         try:

@@ -1,0 +1,455 @@
+"""Guest side of the VPS simulator: the shimmed tools, run INSIDE a simulated VPS.
+
+Copied into each VPS at `/run/ocsim/lib/sim/` and started by small wrappers
+(`/usr/bin/sudo`, `/usr/bin/apt-get`, ... in the VPS's own /usr) with the system
+python3, so this file and `vps_guest_*.py` use the standard library only and must
+not import anything else from `sim/`. Every tool first calls the simulator
+(`begin`) so the call is recorded and a `fail_command` knob can fail it. Files are
+written with ordinary paths: inside the VPS they land on its own disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import sys
+import urllib.request
+from typing import Any
+
+IDENTITY = "/run/ocsim/vps.json"
+NODESOURCE_LIST = "/etc/apt/sources.list.d/nodesource.list"
+NODE_NODESOURCE = "v24.16.0"
+NODE_UBUNTU = "v18.19.1"
+NPM_VERSION = "11.6.2"
+OPENCLAW_LATEST = "2026.9.6"
+PACKAGES = "/var/lib/ocsim/packages.json"
+
+
+def identity() -> dict[str, Any]:
+    with open(IDENTITY) as f:
+        data: dict[str, Any] = json.load(f)
+    return data
+
+
+def rpc(op: str, argv: list[str]) -> dict[str, Any]:
+    me = identity()
+    body = json.dumps({"op": op, "argv": argv, "user": current_user()}).encode()
+    request = urllib.request.Request(
+        me["control"],
+        data=body,
+        headers={"Content-Type": "application/json", "X-OCSim-Token": me["token"]},
+    )
+    # The control server is the simulator itself, on loopback; no proxy applies.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=60) as response:
+        result: dict[str, Any] = json.loads(response.read())
+    return result
+
+
+def current_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def need_root(tool: str, message: str, status: int) -> int | None:
+    if os.geteuid() != 0:
+        err(message)
+        return status
+    return None
+
+
+def write_wrapper(path: str, tool: str) -> None:
+    with open("/run/ocsim/python") as f:
+        python = f.read().strip()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f'#!/bin/sh\nexec {python} -s -E /run/ocsim/lib/run.py {tool} "$@"\n')
+    os.chmod(path, 0o755)
+
+
+def load_packages() -> dict[str, str]:
+    try:
+        with open(PACKAGES) as f:
+            data: dict[str, str] = json.load(f)
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+# -- the tools ---------------------------------------------------------------
+
+
+def sudo(args: list[str]) -> int:
+    user, login, i = "root", False, 0
+    while i < len(args) and args[i].startswith("-"):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg in ("-u", "--user"):
+            user, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--user="):
+            user = arg.split("=", 1)[1]
+        elif not arg.startswith("--"):
+            flags = arg[1:]
+            if "u" in flags:  # e.g. -iu openclaw
+                user = flags.split("u", 1)[1] or args[i + 1]
+                i += 0 if flags.split("u", 1)[1] else 1
+                flags = flags.split("u", 1)[0]
+            login = login or "i" in flags
+        i += 1
+    command = args[i:]
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        err(f"sudo: unknown user {user}\nsudo: error initializing audit plugin sudoers_audit\n")
+        return 1
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin",
+        "HOME": entry.pw_dir,
+        "USER": user,
+        "LOGNAME": user,
+        "SHELL": entry.pw_shell or "/bin/sh",
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "SUDO_USER": current_user(),
+    }
+    for key in ("TERM",):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    if login:
+        os.chdir(entry.pw_dir if os.path.isdir(entry.pw_dir) else "/")
+        command = [entry.pw_shell or "/bin/bash", "-l"] + (
+            ["-c", " ".join(command)] if command else []
+        )
+    if not command:
+        err("usage: sudo -h | -K | -k | -V\n")
+        return 1
+    if entry.pw_uid != os.geteuid():
+        os.initgroups(user, entry.pw_gid)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    try:
+        os.execvpe(command[0], command, env)
+    except FileNotFoundError:
+        err(f"sudo: {command[0]}: command not found\n")
+        return 1
+
+
+def apt_get(args: list[str]) -> int:
+    words = [a for a in args if not a.startswith("-")]
+    skip_next = {"-o", "-t", "-c"}
+    words = [
+        w for i, w in enumerate(args) if not w.startswith("-") and args[i - 1] not in skip_next
+    ]
+    if not words:
+        err("E: No command given\n")
+        return 100
+    verb, packages = words[0], words[1:]
+    if (
+        denied := need_root(
+            "apt-get",
+            "E: Could not open lock file /var/lib/dpkg/lock-frontend"
+            " - open (13: Permission denied)\n",
+            100,
+        )
+    ) is not None:
+        return denied
+    if verb == "update":
+        out("Hit:1 http://ports.ubuntu.com/ubuntu-ports noble InRelease\n")
+        if os.path.exists(NODESOURCE_LIST):
+            out("Get:2 https://deb.nodesource.com/node_24.x nodistro InRelease [12.1 kB]\n")
+        out("Reading package lists... Done\n")
+        return 0
+    if verb not in (
+        "install",
+        "upgrade",
+        "dist-upgrade",
+        "full-upgrade",
+        "remove",
+        "purge",
+        "autoremove",
+        "clean",
+        "autoclean",
+    ):
+        err(f"E: Invalid operation {verb}\n")
+        return 100
+    installed = load_packages()
+    out("Reading package lists... Done\nBuilding dependency tree... Done\n")
+    for package in packages:
+        name = package.split("=")[0]
+        if verb in ("remove", "purge"):
+            installed.pop(name, None)
+            continue
+        if name == "nodejs":
+            node = NODE_NODESOURCE if os.path.exists(NODESOURCE_LIST) else NODE_UBUNTU
+            installed[name] = node.lstrip("v")
+            os.makedirs("/var/lib/ocsim", exist_ok=True)
+            with open("/var/lib/ocsim/node-version", "w") as f:
+                f.write(node + "\n")
+            write_wrapper("/usr/bin/node", "node")
+            if node == NODE_NODESOURCE:  # NodeSource's nodejs ships npm; Ubuntu's does not
+                write_wrapper("/usr/bin/npm", "npm")
+                write_wrapper("/usr/bin/npx", "npx")
+        elif name == "npm":
+            write_wrapper("/usr/bin/npm", "npm")
+            installed[name] = "9.2.0"
+        else:
+            installed[name] = "sim"
+        out(f"Setting up {name} ({installed[name]}) ...\n")
+    os.makedirs(os.path.dirname(PACKAGES), exist_ok=True)
+    with open(PACKAGES, "w") as f:
+        json.dump(installed, f)
+    return 0
+
+
+def node(args: list[str]) -> int:
+    try:
+        with open("/var/lib/ocsim/node-version") as f:
+            version = f.read().strip()
+    except OSError:
+        err("node: command not found\n")
+        return 127
+    if args[:1] in (["--version"], ["-v"]):
+        out(version + "\n")
+        return 0
+    if args and args[0].startswith("-e") or args[:1] == ["-p"]:
+        return 0
+    script = next((a for a in args if not a.startswith("-")), "")
+    if script.endswith("openclaw/dist/index.js") or script.endswith("openclaw.mjs"):
+        from sim.vps_guest_openclaw import openclaw
+
+        return openclaw(args[args.index(script) + 1 :])
+    err(f"node: cannot run {script!r} in the simulator\n")
+    return 1
+
+
+def npm(args: list[str]) -> int:
+    if args[:1] in (["--version"], ["-v"]):
+        out(NPM_VERSION + "\n")
+        return 0
+    words = [a for a in args if not a.startswith("-")]
+    global_ = "-g" in args or "--global" in args
+    if words[:1] in (["install"], ["i"], ["add"]) and global_:
+        if (denied := need_root("npm", "npm error code EACCES\n", 243)) is not None:
+            return denied
+        allowed = any(a.startswith("--allow-scripts=") and "openclaw" in a for a in args)
+        for spec in words[1:]:
+            name, _, version = spec.partition("@")
+            if name != "openclaw":
+                out(f"added 1 package ({name})\n")
+                continue
+            version = version or "latest"
+            if version == "latest":
+                version = OPENCLAW_LATEST
+            if not version.replace(".", "").isdigit() or version.count(".") != 2:
+                err(
+                    f"npm error code ETARGET\nnpm error notarget No matching version found for {spec}.\n"
+                )
+                return 1
+            root = "/usr/lib/node_modules/openclaw"
+            shutil.rmtree(root, ignore_errors=True)
+            os.makedirs(root + "/dist")
+            with open(root + "/package.json", "w") as f:
+                json.dump({"name": "openclaw", "version": version}, f)
+            with open(root + "/dist/index.js", "w") as f:
+                f.write("// simulated openclaw\n")
+            if not allowed:
+                with open(root + "/.ocsim-scripts-skipped", "w") as f:
+                    f.write("npm 11 skipped install scripts\n")
+                err(
+                    "npm warn install scripts skipped for openclaw (use --allow-scripts=openclaw)\n"
+                )
+            write_wrapper("/usr/bin/openclaw", "openclaw")
+            out(f"\nadded 412 packages in 31s\n")
+        return 0
+    if words[:1] in (["uninstall"], ["remove"], ["rm"]) and global_:
+        if "openclaw" in words:
+            shutil.rmtree("/usr/lib/node_modules/openclaw", ignore_errors=True)
+            if os.path.exists("/usr/bin/openclaw"):
+                os.remove("/usr/bin/openclaw")
+        return 0
+    if words[:1] in (["ls"], ["list"]) and global_:
+        try:
+            with open("/usr/lib/node_modules/openclaw/package.json") as f:
+                version = json.load(f)["version"]
+        except OSError:
+            out("/usr/lib\n`-- (empty)\n")
+            return 0
+        if "--json" in args:
+            out(json.dumps({"dependencies": {"openclaw": {"version": version}}}) + "\n")
+        else:
+            out(f"/usr/lib\n`-- openclaw@{version}\n")
+        return 0
+    err(f"npm: '{' '.join(args)}' is not simulated\n")
+    return 1
+
+
+def useradd(args: list[str]) -> int:
+    if (denied := need_root("useradd", "useradd: Permission denied.\n", 1)) is not None:
+        return denied
+    opts: dict[str, str] = {}
+    flags: set[str] = set()
+    name, i = None, 0
+    with_value = {
+        "-s",
+        "--shell",
+        "-d",
+        "--home-dir",
+        "-c",
+        "--comment",
+        "-G",
+        "--groups",
+        "-g",
+        "-u",
+    }
+    while i < len(args):
+        arg = args[i]
+        if arg in with_value:
+            opts[arg], i = args[i + 1], i + 2
+            continue
+        if arg.startswith("-"):
+            flags.add(arg)
+        else:
+            name = arg
+        i += 1
+    if name is None:
+        err("Usage: useradd [options] LOGIN\n")
+        return 2
+    try:
+        pwd.getpwnam(name)
+        err(f"useradd: user '{name}' already exists\n")
+        return 9
+    except KeyError:
+        pass
+    system = "-r" in flags or "--system" in flags
+    uids = [e.pw_uid for e in pwd.getpwall()]
+    uid = (
+        max(
+            [u for u in uids if (u < 1000 if system else 1000 <= u < 60000)]
+            + [999 if not system else 100]
+        )
+        + 1
+    )
+    home = opts.get("-d") or opts.get("--home-dir") or f"/home/{name}"
+    shell = opts.get("-s") or opts.get("--shell") or "/bin/sh"
+    with open("/etc/group", "a") as f:
+        f.write(f"{name}:x:{uid}:\n")
+    with open("/etc/passwd", "a") as f:
+        f.write(f"{name}:x:{uid}:{uid}:{opts.get('-c', '')}:{home}:{shell}\n")
+    if os.path.exists("/etc/shadow"):
+        with open("/etc/shadow", "a") as f:
+            f.write(f"{name}:!:20000:0:99999:7:::\n")
+    if "-m" in flags or "--create-home" in flags:
+        if os.path.isdir("/etc/skel"):
+            shutil.copytree("/etc/skel", home, dirs_exist_ok=True)
+        os.makedirs(home, exist_ok=True)
+        os.chmod(home, 0o750)
+        for root, dirs, files in os.walk(home):
+            for entry in [root] + [os.path.join(root, x) for x in dirs + files]:
+                os.lchown(entry, uid, uid)
+    return 0
+
+
+def loginctl(args: list[str]) -> int:
+    if len(args) >= 2 and args[0] in ("enable-linger", "disable-linger"):
+        os.makedirs("/var/lib/systemd/linger", exist_ok=True)
+        path = f"/var/lib/systemd/linger/{args[1]}"
+        if args[0] == "enable-linger":
+            open(path, "a").close()
+        elif os.path.exists(path):
+            os.remove(path)
+        return 0
+    if args[:1] == ["show-user"] and len(args) >= 2:
+        linger = os.path.exists(f"/var/lib/systemd/linger/{args[1]}")
+        out(f"Linger={'yes' if linger else 'no'}\n")
+        return 0
+    return 0
+
+
+def systemctl(args: list[str]) -> int:
+    words = [a for a in args if not a.startswith("-")]
+    if words[:1] in (["enable"], ["disable"]) and "openclaw-gateway" in " ".join(words):
+        wants = "/etc/systemd/system/multi-user.target.wants/openclaw-gateway.service"
+        unit = "/etc/systemd/system/openclaw-gateway.service"
+        if words[0] == "enable":
+            if not os.path.exists(unit):
+                err("Failed to enable unit: Unit file openclaw-gateway.service does not exist.\n")
+                return 1
+            if not os.path.lexists(wants):
+                os.makedirs(os.path.dirname(wants), exist_ok=True)
+                os.symlink(unit, wants)
+                err(f"Created symlink {wants} → {unit}.\n")
+        elif os.path.lexists(wants):
+            os.remove(wants)
+            err(f'Removed "{wants}".\n')
+    return forward("systemctl", args)
+
+
+def forward(tool: str, args: list[str]) -> int:
+    result = rpc("tool", [tool, *args])
+    out(result.get("stdout", ""))
+    err(result.get("stderr", ""))
+    return int(result.get("status", 1))
+
+
+def lsb_release(args: list[str]) -> int:
+    if "-cs" in args or "-sc" in args:
+        out("noble\n")
+    elif "-rs" in args or "-sr" in args:
+        out("24.04\n")
+    else:
+        out(
+            "Distributor ID:\tUbuntu\nDescription:\tUbuntu 24.04.3 LTS\nRelease:\t24.04\nCodename:\tnoble\n"
+        )
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    tool, args = argv[0], argv[1:]
+    begin = rpc("begin", [tool, *args])
+    if "fail" in begin:
+        err(begin["fail"].get("stderr", ""))
+        return int(begin["fail"].get("status", 1))
+    if tool == "curl":
+        from sim.vps_guest_curl import curl
+
+        return curl(args)
+    if tool == "openclaw":
+        from sim.vps_guest_openclaw import openclaw
+
+        return openclaw(args)
+    handlers = {
+        "sudo": sudo,
+        "apt-get": apt_get,
+        "node": node,
+        "npm": npm,
+        "npx": npm,
+        "useradd": useradd,
+        "loginctl": loginctl,
+        "systemctl": systemctl,
+        "lsb_release": lsb_release,
+    }
+    if tool in handlers:
+        return handlers[tool](args)
+    if tool in ("journalctl", "df", "free"):
+        return forward(tool, args)
+    if tool == "reboot":
+        err("reboot: use the Hetzner API to reboot a simulated server\n")
+        return 1
+    err(f"{tool}: not simulated\n")
+    return 127

@@ -1,0 +1,391 @@
+"""One simulated Ubuntu 24.04 machine behind a simulated Hetzner server.
+
+It owns the sandbox (disk and running system), the SSH daemon, the gateway unit,
+the journal and the command log, and answers its guest shims' calls (`rpc`).
+`VpsSim` in `sim/vps.py` creates one per server and drives it from the Hetzner
+lifecycle events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from sim.hetzner_model import SimServer
+from sim.vps_cloudinit import CloudConfigError, parse_cloud_config
+from sim.vps_gateway import GatewayLaunch, GatewayUnit, UnitConfig, load_json, read_password
+from sim.vps_model import CommandFailure, CommandLog, CommandRecord, PairingRequest, Usage
+from sim.vps_sandbox import UBUNTU_PATH, Sandbox, python_for_guest
+from sim.vps_ssh import SshDaemon
+from sim.vps_tools import UNIT_PATH, WANTS_PATH, SystemTools
+
+GUEST_MODULES = ("vps_guest.py", "vps_guest_curl.py", "vps_guest_openclaw.py")
+GUEST_TOOLS = {
+    "/usr/bin/sudo": "sudo",
+    "/usr/bin/apt-get": "apt-get",
+    "/usr/bin/apt": "apt-get",
+    "/usr/bin/curl": "curl",
+    "/usr/sbin/useradd": "useradd",
+    "/usr/bin/loginctl": "loginctl",
+    "/usr/bin/systemctl": "systemctl",
+    "/usr/bin/journalctl": "journalctl",
+    "/usr/bin/df": "df",
+    "/usr/bin/free": "free",
+    "/usr/bin/lsb_release": "lsb_release",
+    "/usr/sbin/reboot": "reboot",
+}
+OS_RELEASE = """PRETTY_NAME="Ubuntu 24.04.3 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+VERSION="24.04.3 LTS (Noble Numbat)"
+VERSION_CODENAME=noble
+ID=ubuntu
+ID_LIKE=debian
+UBUNTU_CODENAME=noble
+"""
+OUTPUT_LIMIT = 64 * 1024
+
+
+class Vps:
+    def __init__(
+        self,
+        server: SimServer,
+        directory: Path,
+        *,
+        ssh_port: int,
+        gateway_port: int,
+        control_url: str,
+        time_scale: float,
+        admit: Callable[[SimServer, str, int], bool],
+        gateway_startup_s: float,
+        gateway_ready_after_s: float,
+    ) -> None:
+        self.server = server
+        self.ssh_port = ssh_port
+        self.gateway_port = gateway_port
+        self.time_scale = time_scale
+        self.token = secrets.token_urlsafe(24)
+        self.control_url = control_url
+        self.sandbox = Sandbox(directory, server.name)
+        self.sandbox.make_disk()
+        self.commands = CommandLog()
+        self.journal: list[str] = []
+        self.failures: list[CommandFailure] = []
+        self.usage = Usage()
+        self.slow_boot_s = 0.0
+        self.pairing: list[PairingRequest] = []
+        self.units: dict[str, dict[str, str]] = {}  # other units: recorded, always fine
+        self.host_key: asyncssh.SSHKey | None = None
+        self.ssh: SshDaemon | None = None
+        self._admit = admit
+        self.gateway = GatewayUnit(
+            ip=server.ip,
+            admit=lambda peer: peer == server.ip or admit(server, peer, self.gateway_port),
+            read_launch=self._read_launch,
+            journal=self.log,
+            time_scale=time_scale,
+            startup_s=gateway_startup_s,
+            ready_after_s=gateway_ready_after_s,
+        )
+        self.tools = SystemTools(self)
+        self.booting: asyncio.Task[None] | None = None
+
+    @property
+    def ip(self) -> str:
+        return self.server.ip
+
+    @property
+    def reachable(self) -> bool:
+        return self.ssh is not None and self.ssh.running
+
+    def log(self, line: str) -> None:
+        stamp = time.strftime("%b %d %H:%M:%S")
+        self.journal.append(
+            f"{stamp} {self.server.name} openclaw-gateway[{self.gateway.main_pid}]: {line}"
+        )
+        del self.journal[:-2000]
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def boot(self) -> None:
+        if self.slow_boot_s > 0:
+            await asyncio.sleep(self.slow_boot_s * self.time_scale)
+        fresh = self.sandbox.fresh
+        if fresh:
+            self._cloud_init_files()
+        self._write_guest()
+        python, bind = python_for_guest()
+        self._python = python
+        self._write_wrappers(python)
+        await self.sandbox.power_on(bind)
+        self._load_host_key()
+        if fresh:
+            await self._cloud_init_runcmd()
+        if self.sandbox.exists(WANTS_PATH):
+            self.gateway.load(self.sandbox.read(UNIT_PATH))
+            await self.gateway.start()
+        assert self.host_key is not None
+        self.ssh = SshDaemon(
+            ip=self.ip,
+            port=self.ssh_port,
+            host_key=self.host_key,
+            authorized_keys=self._authorized_keys,
+            admit=lambda peer: self._admit(self.server, peer, self.ssh_port),
+            handler=self._session,
+        )
+        await self.ssh.start()
+
+    async def power_off(self) -> None:
+        if self.booting is not None and self.booting is not asyncio.current_task():
+            self.booting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.booting
+        self.booting = None
+        if self.ssh is not None:
+            await self.ssh.stop()
+            self.ssh = None
+        await self.gateway.power_loss()
+        await self.sandbox.power_off()
+
+    async def rebuild(self) -> None:
+        await self.power_off()
+        await self.sandbox.wipe()
+        self.journal.clear()
+        self.units.clear()
+        self.host_key = None
+
+    async def remove(self) -> None:
+        await self.power_off()
+        await self.sandbox.remove()
+
+    # -- first boot (what cloud-init does) -----------------------------------
+
+    def _cloud_init_files(self) -> None:
+        disk = self.sandbox
+        try:
+            config = parse_cloud_config(self.server.user_data)
+        except CloudConfigError as error:
+            self.log(f"cloud-init: user data ignored: {error}")
+            config = parse_cloud_config(None)
+        keys = list(self.server.ssh_public_keys) + config.authorized_keys
+        ssh_dir = disk.path("/root/.ssh")
+        ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (ssh_dir / "authorized_keys").write_text("".join(k.strip() + "\n" for k in keys))
+        (ssh_dir / "authorized_keys").chmod(0o600)
+        if config.host_private_key:
+            key = asyncssh.import_private_key(config.host_private_key)
+        else:
+            key = asyncssh.generate_private_key("ssh-ed25519")
+        etc_ssh = disk.path("/etc/ssh")
+        etc_ssh.mkdir(parents=True, exist_ok=True)
+        private = etc_ssh / "ssh_host_ed25519_key"
+        private.write_bytes(key.export_private_key())
+        private.chmod(0o600)
+        (etc_ssh / "ssh_host_ed25519_key.pub").write_bytes(key.export_public_key())
+        for name, text in (("os-release", OS_RELEASE), ("hostname", self.server.name + "\n")):
+            disk.path(f"/etc/{name}").write_text(text)
+        for item in config.write_files:
+            path, content = item.get("path"), item.get("content", "")
+            if isinstance(path, str) and path.startswith("/") and isinstance(content, str):
+                target = disk.path(path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+                mode = item.get("permissions")
+                if isinstance(mode, str) and mode.strip("'\"").isdigit():
+                    target.chmod(int(mode.strip("'\""), 8))
+        self._runcmd = config.runcmd
+
+    async def _cloud_init_runcmd(self) -> None:
+        for command in getattr(self, "_runcmd", []):
+            await self.run(command, via="cloud-init")
+
+    def _load_host_key(self) -> None:
+        text = self.sandbox.read("/etc/ssh/ssh_host_ed25519_key")
+        self.host_key = asyncssh.import_private_key(text) if text else None
+        if self.host_key is None:
+            self.host_key = asyncssh.generate_private_key("ssh-ed25519")
+
+    def _authorized_keys(self) -> list[str]:
+        text = self.sandbox.read("/root/.ssh/authorized_keys") or ""
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    def _write_guest(self) -> None:
+        lib = self.sandbox.guest / "lib" / "sim"
+        lib.mkdir(parents=True, exist_ok=True)
+        (lib / "__init__.py").write_text("")
+        here = Path(__file__).parent
+        for name in GUEST_MODULES:
+            shutil.copyfile(here / name, lib / name)
+        (self.sandbox.guest / "lib" / "run.py").write_text(
+            "import sys\nsys.path.insert(0, '/run/ocsim/lib')\n"
+            "from sim.vps_guest import main\nsys.exit(main(sys.argv[1:]))\n"
+        )
+        identity = {
+            "server_id": self.server.id,
+            "name": self.server.name,
+            "ip": self.ip,
+            "control": f"{self.control_url}/vps/{self.server.id}/rpc",
+            "token": self.token,
+            "gateway_port": self.gateway_port,
+        }
+        (self.sandbox.guest / "vps.json").write_text(json.dumps(identity))
+
+    def _write_wrappers(self, python: str) -> None:
+        """The shims replace the host's tools of the same name in the VPS's own
+        /usr (its overlay's upper layer), so even an absolute path hits a shim."""
+        for vps_path, tool in GUEST_TOOLS.items():
+            target = self.sandbox.path(vps_path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(wrapper(python, tool))
+            target.chmod(0o755)
+        (self.sandbox.guest / "python").write_text(python)
+
+    # -- commands ------------------------------------------------------------
+
+    def take_failure(self, command: str) -> CommandFailure | None:
+        for failure in self.failures:
+            if failure.matches(command):
+                failure.times -= 1
+                return failure
+        return None
+
+    def env(self, user: str = "root", home: str = "/root") -> dict[str, str]:
+        return {
+            "PATH": UBUNTU_PATH,
+            "HOME": home,
+            "USER": user,
+            "LOGNAME": user,
+            "SHELL": "/bin/bash",
+            "LANG": "C.UTF-8",
+        }
+
+    async def run(self, command: str, via: str = "sim") -> CommandRecord:
+        """Run a command as root without SSH (cloud-init, tests' own inspection)."""
+        record = self.commands.add(CommandRecord(command, via))
+        proc = await self.sandbox.spawn(command, self.env())
+        out, err = await proc.communicate()
+        record.stdout = out.decode(errors="replace")[-OUTPUT_LIMIT:]
+        record.stderr = err.decode(errors="replace")[-OUTPUT_LIMIT:]
+        record.exit_status = proc.returncode
+        return record
+
+    async def _session(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        command = process.command or "exec bash -l"
+        record = self.commands.add(CommandRecord(command, "ssh"))
+        failure = self.take_failure(command)
+        if failure is not None:
+            record.failed_by_knob, record.stderr = True, failure.stderr
+            record.exit_status = failure.exit_status
+            process.stderr.write(failure.stderr.encode())
+            process.exit(failure.exit_status)
+            return
+        env = self.env()
+        # Ubuntu's sshd_config: AcceptEnv LANG LC_* and nothing else.
+        for key, value in (process.env or {}).items():
+            if key == "LANG" or key.startswith("LC_"):
+                env[str(key)] = str(value)
+        peer = process.get_extra_info("peername") or ("", 0)
+        env["SSH_CONNECTION"] = f"{peer[0]} {peer[1]} {self.ip} {self.ssh_port}"
+        proc = await self.sandbox.spawn(command, env)
+        assert proc.stdin and proc.stdout and proc.stderr
+        out: list[bytes] = []
+        err: list[bytes] = []
+
+        async def pump_in() -> None:
+            assert proc.stdin is not None
+            with contextlib.suppress(asyncssh.Error, OSError, ConnectionError):
+                while data := await process.stdin.read(65536):
+                    proc.stdin.write(data)
+                    await proc.stdin.drain()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+        async def pump_out(source: asyncio.StreamReader, sink: Any, keep: list[bytes]) -> None:
+            while data := await source.read(65536):
+                keep.append(data)
+                with contextlib.suppress(OSError, asyncssh.Error):
+                    sink.write(data)
+
+        feeder = asyncio.get_running_loop().create_task(pump_in())
+        try:
+            await asyncio.gather(
+                pump_out(proc.stdout, process.stdout, out),
+                pump_out(proc.stderr, process.stderr, err),
+            )
+            status = await proc.wait()
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        record.stdout = b"".join(out).decode(errors="replace")[-OUTPUT_LIMIT:]
+        record.stderr = b"".join(err).decode(errors="replace")[-OUTPUT_LIMIT:]
+        record.exit_status = status
+        process.exit(status if status >= 0 else 128 - status)
+
+    # -- the guest's calls ---------------------------------------------------
+
+    async def rpc(self, body: dict[str, Any]) -> dict[str, Any]:
+        op, argv = body.get("op"), [str(a) for a in body.get("argv", [])]
+        user = str(body.get("user", "root"))
+        if op == "begin":
+            line = " ".join(argv)
+            record = self.commands.add(CommandRecord(line, "shim", user=user))
+            failure = self.take_failure(line)
+            if failure is not None:
+                record.failed_by_knob, record.exit_status = True, failure.exit_status
+                record.stderr = failure.stderr
+                return {"fail": {"status": failure.exit_status, "stderr": failure.stderr}}
+            return {}
+        if op == "tool":
+            return await self.tools.call(argv)
+        if op == "pairing":
+            return {"pending": [vars(p) for p in self.pairing]}
+        if op == "approve":
+            request = next((p for p in self.pairing if p.request_id in argv), None)
+            if request is not None:
+                self.pairing.remove(request)
+            return {"approved": vars(request) if request else None}
+        return {"error": f"unknown op {op!r}"}
+
+    # -- what the gateway reads at start -------------------------------------
+
+    def _read_launch(self, unit: UnitConfig) -> GatewayLaunch:
+        disk = self.sandbox
+        package = load_json(disk.read("/usr/lib/node_modules/openclaw/package.json"))
+        version = package.get("version") if isinstance(package.get("version"), str) else None
+        if disk.read("/usr/lib/node_modules/openclaw/.ocsim-scripts-skipped") is not None:
+            version = None  # npm skipped its install scripts: the build is incomplete
+        node = (disk.read("/var/lib/ocsim/node-version") or "").strip().lstrip("v")
+        home = "/root" if unit.user == "root" else f"/home/{unit.user}"
+        config = load_json(disk.read(f"{home}/.openclaw/openclaw.json"))
+        env_text = "".join(disk.read(p) or "" for p in unit.environment_files)
+        env_text += disk.read(f"{home}/.openclaw/.env") or ""
+        gateway = config.get("gateway") if isinstance(config.get("gateway"), dict) else {}
+        assert isinstance(gateway, dict)
+        auth = gateway.get("auth") if isinstance(gateway.get("auth"), dict) else {}
+        assert isinstance(auth, dict)
+        return GatewayLaunch(
+            version=version,
+            node_major=int(node.split(".")[0]) if node.split(".")[0].isdigit() else None,
+            password=read_password(env_text, config),
+            auth_mode=str(auth.get("mode", "token")),
+            bind=str(gateway.get("bind", "loopback")),
+            port=unit.port or int(gateway.get("port", self.gateway_port)),
+        )
+
+
+def wrapper(python: str, tool: str) -> str:
+    return f'#!/bin/sh\nexec {python} -s -E /run/ocsim/lib/run.py {tool} "$@"\n'
