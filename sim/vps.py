@@ -31,6 +31,7 @@ import itertools
 import logging
 import secrets
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -277,7 +278,7 @@ class VpsSim(ServerListener):
         machine = self._machine(request)
         body: dict[str, Any] = await request.json()
         knob = body.pop("knob", None)
-        knobs = {
+        knobs: dict[str, Callable[..., Any]] = {
             "fail_command": self.fail_command,
             "crash_gateway": self.crash_gateway,
             "hang_gateway": self.hang_gateway,

@@ -99,6 +99,7 @@ class _Gate(asyncio.Protocol):
         self.inner: asyncio.Protocol | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         peer = transport.get_extra_info("peername")
         if not self.gateway.admit(peer[0] if peer else ""):
             transport.abort()  # a refused connection, as a REJECT rule would
@@ -161,7 +162,7 @@ class GatewayUnit:
         self.live_at: float | None = None
         self.launch: GatewayLaunch | None = None
         self.http: web.Server | None = None
-        self.hung: set[asyncio.BaseTransport] = set()
+        self.hung: set[asyncio.Transport] = set()
         self._server: asyncio.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._pid_counter = 1000

@@ -36,7 +36,7 @@ def identity() -> dict[str, Any]:
 def rpc(op: str, argv: list[str]) -> dict[str, Any]:
     me = identity()
     body = json.dumps({"op": op, "argv": argv, "user": current_user()}).encode()
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - the simulator's own http URL
         me["control"],
         data=body,
         headers={"Content-Type": "application/json", "X-OCSim-Token": me["token"]},
@@ -78,7 +78,7 @@ def write_wrapper(path: str, tool: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write(f'#!/bin/sh\nexec {python} -s -E /run/ocsim/lib/run.py {tool} "$@"\n')
-    os.chmod(path, 0o755)
+    os.chmod(path, 0o755)  # noqa: S103 - an executable, as in /usr/bin
 
 
 def load_packages() -> dict[str, str]:
@@ -144,159 +144,10 @@ def sudo(args: list[str]) -> int:
         os.setgid(entry.pw_gid)
         os.setuid(entry.pw_uid)
     try:
-        os.execvpe(command[0], command, env)
+        os.execvpe(command[0], command, env)  # noqa: S606 - sudo runs what it is given
     except FileNotFoundError:
         err(f"sudo: {command[0]}: command not found\n")
         return 1
-
-
-def apt_get(args: list[str]) -> int:
-    words = [a for a in args if not a.startswith("-")]
-    skip_next = {"-o", "-t", "-c"}
-    words = [
-        w for i, w in enumerate(args) if not w.startswith("-") and args[i - 1] not in skip_next
-    ]
-    if not words:
-        err("E: No command given\n")
-        return 100
-    verb, packages = words[0], words[1:]
-    if (
-        denied := need_root(
-            "apt-get",
-            "E: Could not open lock file /var/lib/dpkg/lock-frontend"
-            " - open (13: Permission denied)\n",
-            100,
-        )
-    ) is not None:
-        return denied
-    if verb == "update":
-        out("Hit:1 http://ports.ubuntu.com/ubuntu-ports noble InRelease\n")
-        if os.path.exists(NODESOURCE_LIST):
-            out("Get:2 https://deb.nodesource.com/node_24.x nodistro InRelease [12.1 kB]\n")
-        out("Reading package lists... Done\n")
-        return 0
-    if verb not in (
-        "install",
-        "upgrade",
-        "dist-upgrade",
-        "full-upgrade",
-        "remove",
-        "purge",
-        "autoremove",
-        "clean",
-        "autoclean",
-    ):
-        err(f"E: Invalid operation {verb}\n")
-        return 100
-    installed = load_packages()
-    out("Reading package lists... Done\nBuilding dependency tree... Done\n")
-    for package in packages:
-        name = package.split("=")[0]
-        if verb in ("remove", "purge"):
-            installed.pop(name, None)
-            continue
-        if name == "nodejs":
-            node = NODE_NODESOURCE if os.path.exists(NODESOURCE_LIST) else NODE_UBUNTU
-            installed[name] = node.lstrip("v")
-            os.makedirs("/var/lib/ocsim", exist_ok=True)
-            with open("/var/lib/ocsim/node-version", "w") as f:
-                f.write(node + "\n")
-            write_wrapper("/usr/bin/node", "node")
-            if node == NODE_NODESOURCE:  # NodeSource's nodejs ships npm; Ubuntu's does not
-                write_wrapper("/usr/bin/npm", "npm")
-                write_wrapper("/usr/bin/npx", "npx")
-        elif name == "npm":
-            write_wrapper("/usr/bin/npm", "npm")
-            installed[name] = "9.2.0"
-        else:
-            installed[name] = "sim"
-        out(f"Setting up {name} ({installed[name]}) ...\n")
-    os.makedirs(os.path.dirname(PACKAGES), exist_ok=True)
-    with open(PACKAGES, "w") as f:
-        json.dump(installed, f)
-    return 0
-
-
-def node(args: list[str]) -> int:
-    try:
-        with open("/var/lib/ocsim/node-version") as f:
-            version = f.read().strip()
-    except OSError:
-        err("node: command not found\n")
-        return 127
-    if args[:1] in (["--version"], ["-v"]):
-        out(version + "\n")
-        return 0
-    if args and args[0].startswith("-e") or args[:1] == ["-p"]:
-        return 0
-    script = next((a for a in args if not a.startswith("-")), "")
-    if script.endswith("openclaw/dist/index.js") or script.endswith("openclaw.mjs"):
-        from sim.vps_guest_openclaw import openclaw
-
-        return openclaw(args[args.index(script) + 1 :])
-    err(f"node: cannot run {script!r} in the simulator\n")
-    return 1
-
-
-def npm(args: list[str]) -> int:
-    if args[:1] in (["--version"], ["-v"]):
-        out(NPM_VERSION + "\n")
-        return 0
-    words = [a for a in args if not a.startswith("-")]
-    global_ = "-g" in args or "--global" in args
-    if words[:1] in (["install"], ["i"], ["add"]) and global_:
-        if (denied := need_root("npm", "npm error code EACCES\n", 243)) is not None:
-            return denied
-        allowed = any(a.startswith("--allow-scripts=") and "openclaw" in a for a in args)
-        for spec in words[1:]:
-            name, _, version = spec.partition("@")
-            if name != "openclaw":
-                out(f"added 1 package ({name})\n")
-                continue
-            version = version or "latest"
-            if version == "latest":
-                version = OPENCLAW_LATEST
-            if not version.replace(".", "").isdigit() or version.count(".") != 2:
-                err(
-                    f"npm error code ETARGET\nnpm error notarget No matching version found for {spec}.\n"
-                )
-                return 1
-            root = "/usr/lib/node_modules/openclaw"
-            shutil.rmtree(root, ignore_errors=True)
-            os.makedirs(root + "/dist")
-            with open(root + "/package.json", "w") as f:
-                json.dump({"name": "openclaw", "version": version}, f)
-            with open(root + "/dist/index.js", "w") as f:
-                f.write("// simulated openclaw\n")
-            if not allowed:
-                with open(root + "/.ocsim-scripts-skipped", "w") as f:
-                    f.write("npm 11 skipped install scripts\n")
-                err(
-                    "npm warn install scripts skipped for openclaw (use --allow-scripts=openclaw)\n"
-                )
-            write_wrapper("/usr/bin/openclaw", "openclaw")
-            out(f"\nadded 412 packages in 31s\n")
-        return 0
-    if words[:1] in (["uninstall"], ["remove"], ["rm"]) and global_:
-        if "openclaw" in words:
-            shutil.rmtree("/usr/lib/node_modules/openclaw", ignore_errors=True)
-            if os.path.exists("/usr/bin/openclaw"):
-                os.remove("/usr/bin/openclaw")
-        return 0
-    if words[:1] in (["ls"], ["list"]) and global_:
-        try:
-            with open("/usr/lib/node_modules/openclaw/package.json") as f:
-                version = json.load(f)["version"]
-        except OSError:
-            out("/usr/lib\n`-- (empty)\n")
-            return 0
-        if "--json" in args:
-            out(json.dumps({"dependencies": {"openclaw": {"version": version}}}) + "\n")
-        else:
-            out(f"/usr/lib\n`-- openclaw@{version}\n")
-        return 0
-    err(f"npm: '{' '.join(args)}' is not simulated\n")
-    return 1
 
 
 def useradd(args: list[str]) -> int:
@@ -358,7 +209,7 @@ def useradd(args: list[str]) -> int:
         if os.path.isdir("/etc/skel"):
             shutil.copytree("/etc/skel", home, dirs_exist_ok=True)
         os.makedirs(home, exist_ok=True)
-        os.chmod(home, 0o750)
+        os.chmod(home, 0o750)  # noqa: S103 - useradd's HOME_MODE on Ubuntu
         for root, dirs, files in os.walk(home):
             for entry in [root] + [os.path.join(root, x) for x in dirs + files]:
                 os.lchown(entry, uid, uid)
@@ -413,9 +264,8 @@ def lsb_release(args: list[str]) -> int:
     elif "-rs" in args or "-sr" in args:
         out("24.04\n")
     else:
-        out(
-            "Distributor ID:\tUbuntu\nDescription:\tUbuntu 24.04.3 LTS\nRelease:\t24.04\nCodename:\tnoble\n"
-        )
+        out("Distributor ID:\tUbuntu\nDescription:\tUbuntu 24.04.3 LTS\n")
+        out("Release:\t24.04\nCodename:\tnoble\n")
     return 0
 
 
@@ -433,6 +283,8 @@ def main(argv: list[str]) -> int:
         from sim.vps_guest_openclaw import openclaw
 
         return openclaw(args)
+    from sim.vps_guest_packages import apt_get, node, npm
+
     handlers = {
         "sudo": sudo,
         "apt-get": apt_get,

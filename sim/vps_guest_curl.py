@@ -9,7 +9,6 @@ treats them as local traffic, and any other host fails as unresolvable (exit 6).
 from __future__ import annotations
 
 import http.client
-import socket
 import sys
 import urllib.parse
 
@@ -21,20 +20,18 @@ set -e
 echo "Installing pre-requisites"
 mkdir -p /etc/apt/keyrings /etc/apt/sources.list.d
 echo "simulated key" > /etc/apt/keyrings/nodesource.gpg
-echo "deb [signed-by=/etc/apt/keyrings/nodesource.gpg] https://deb.nodesource.com/node_24.x nodistro main" \
-  > /etc/apt/sources.list.d/nodesource.list
+echo "deb [signed-by=/etc/apt/keyrings/nodesource.gpg]" \
+  "https://deb.nodesource.com/node_24.x nodistro main" > /etc/apt/sources.list.d/nodesource.list
 apt-get update
 echo "Repository configured successfully."
 """
 
 OPENCLAW_INSTALLER = (
-    """#!/bin/bash
-# OpenClaw installer (simulated): installs the npm package globally
-set -e
-VERSION="${OPENCLAW_VERSION:-%s}"
-npm install -g --allow-scripts=openclaw "openclaw@${VERSION}"
-"""
-    % OPENCLAW_LATEST
+    "#!/bin/bash\n"
+    "# OpenClaw installer (simulated): installs the npm package globally\n"
+    "set -e\n"
+    f'VERSION="${{OPENCLAW_VERSION:-{OPENCLAW_LATEST}}}"\n'
+    'npm install -g --allow-scripts=openclaw "openclaw@${VERSION}"\n'
 )
 
 WITH_VALUE = {
@@ -130,7 +127,7 @@ def curl(args: list[str]) -> int:
             return error(
                 7, f"Failed to connect to {host} port {parsed.port or 80}: Connection refused"
             )
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return error(28, "Operation timed out")
         except (ConnectionResetError, http.client.RemoteDisconnected, http.client.BadStatusLine):
             return error(56, "Recv failure: Connection reset by peer")

@@ -170,7 +170,7 @@ def _walk(config: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str
 
 
 def config_cmd(args: list[str]) -> int:
-    values, flags, words = options(args)
+    _, flags, words = options(args)
     if not words or words[0] not in ("get", "set", "unset", "file"):
         err("Usage: openclaw config get|set|unset PATH [VALUE]\n")
         return 1

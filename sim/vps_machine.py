@@ -28,7 +28,12 @@ from sim.vps_sandbox import UBUNTU_PATH, Sandbox, python_for_guest
 from sim.vps_ssh import SshDaemon
 from sim.vps_tools import UNIT_PATH, WANTS_PATH, SystemTools
 
-GUEST_MODULES = ("vps_guest.py", "vps_guest_curl.py", "vps_guest_openclaw.py")
+GUEST_MODULES = (
+    "vps_guest.py",
+    "vps_guest_curl.py",
+    "vps_guest_openclaw.py",
+    "vps_guest_packages.py",
+)
 GUEST_TOOLS = {
     "/usr/bin/sudo": "sudo",
     "/usr/bin/apt-get": "apt-get",

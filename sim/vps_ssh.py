@@ -26,7 +26,7 @@ Admit = Callable[[str], bool]
 Handler = Callable[[asyncssh.SSHServerProcess[bytes]], Awaitable[None]]
 
 
-class _RootKeysOnly(asyncssh.SSHServer):  # type: ignore[misc]
+class _RootKeysOnly(asyncssh.SSHServer):
     def __init__(self, keys: Callable[[], list[str]]) -> None:
         self._keys = keys
 

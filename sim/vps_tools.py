@@ -70,8 +70,8 @@ class SystemTools:
             return _result()
         others = [u for u in units if u != GATEWAY]
         for unit in others:
-            state = self.vps.units.setdefault(unit, {"enabled": "enabled", "active": "active"})
-            state["last"] = verb
+            recorded = self.vps.units.setdefault(unit, {"enabled": "enabled", "active": "active"})
+            recorded["last"] = verb
         if GATEWAY not in units:
             return self._other_units(verb, others, props, "--value" in flags)
         if verb in ("start", "restart", "enable", "reload-or-restart", "try-restart"):
@@ -236,6 +236,7 @@ class SystemTools:
         header = (
             "               total        used        free      shared  buff/cache   available\n"
         )
-        mem = f"Mem:    {fmt(total):>12}{fmt(used):>12}{fmt(free_mb):>12}{fmt(4):>12}{fmt(cache):>12}{fmt(available):>12}\n"
+        figures = (total, used, free_mb, 4, cache, available)
+        mem = "Mem:    " + "".join(f"{fmt(n):>12}" for n in figures) + "\n"
         swap = f"Swap:   {fmt(0):>12}{fmt(0):>12}{fmt(0):>12}\n"
         return _result(stdout=header + mem + swap)
