@@ -201,14 +201,14 @@ class VpsSim(ServerListener):
         self.vps(ref).failures.append(failure)
         return failure
 
-    def crash_gateway(self, ref: int | str, *, times: int = 1, exit_code: int = 1) -> None:
+    async def crash_gateway(self, ref: int | str, *, times: int = 1, exit_code: int = 1) -> None:
         """The running gateway dies now (if it runs) and the next `times - 1` starts
         die during start-up; systemd's Restart= policy decides what follows."""
         gateway = self.vps(ref).gateway
         gateway.faults.crash_exit_code = exit_code
         if gateway.active_state == "active" and gateway.listening:
             gateway.faults.crash_next_starts += times - 1
-            gateway.crash(exit_code)
+            await gateway.crash(exit_code)
         else:
             gateway.faults.crash_next_starts += times
 
@@ -292,6 +292,8 @@ class VpsSim(ServerListener):
             return web.json_response({"error": f"unknown knob {knob!r}"}, status=400)
         try:
             result = knobs[knob](machine.server.id, **body)
+            if asyncio.iscoroutine(result):
+                result = await result
         except TypeError as error:
             return web.json_response({"error": str(error)}, status=400)
         return web.json_response(

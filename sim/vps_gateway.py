@@ -196,11 +196,13 @@ class GatewayUnit:
         self.active_state, self.sub_state, self.main_pid = "inactive", "dead", 0
         self.started_at = self.live_at = None
 
-    def crash(self, exit_code: int = 1) -> None:
-        """The running gateway dies now."""
-        if self._task is not None and self.active_state == "active":
-            self._task.cancel()
-            self._task = asyncio.get_running_loop().create_task(self._exited(exit_code))
+    async def crash(self, exit_code: int = 1) -> None:
+        """The running gateway dies now; on return the unit shows the exit."""
+        if self.active_state != "active":
+            return
+        await self._halt()
+        self._task = asyncio.get_running_loop().create_task(self._exited(exit_code))
+        await asyncio.sleep(0)  # let the exit be recorded before the caller looks
 
     # -- observation ---------------------------------------------------------
 

@@ -326,3 +326,60 @@ async def test_knob_fails_a_command_n_times_then_it_succeeds(world: World) -> No
     records = world.vps.vps(server.id).commands.ssh()
     assert [r.exit_status for r in records] == [100, 100, 0]
     assert [r.failed_by_knob for r in records] == [True, True, False]
+
+
+async def test_gateway_knobs_crash_leak_hang_and_rebuild_wipes(world: World) -> None:
+    server = await world.create()
+    ip = server.public_net.ipv4.ip
+    machine = world.vps.vps(server.id)
+    base = f"http://{ip}:18789/healthz"
+
+    async def gateway_up() -> bool:
+        try:
+            return (await http_get(base))[0] == 200
+        except aiohttp.ClientError:
+            return False
+
+    async with await world.wait_ssh(ip) as conn:
+        env = f"PW='{PASSWORD}'\nIP={ip}\n"
+        assert (await conn.run("bash -s", input=env + INSTALL)).exit_status == 0
+        lan_without_auth = await conn.run(
+            "sudo -u openclaw -H openclaw onboard --non-interactive --accept-risk"
+            " --gateway-auth none --gateway-bind lan"
+        )
+        assert lan_without_auth.exit_status == 78
+        assert (await conn.run("bash -s", input=env + HARDEN)).exit_status == 0
+        await until(gateway_up)
+        await world.vps.crash_gateway(server.id)
+        assert not machine.gateway.listening
+        assert not await gateway_up()
+        await until(gateway_up)  # Restart=always brings it back
+        shown = await conn.run("systemctl show openclaw-gateway -p NRestarts --value", check=True)
+        assert shown.stdout == "1\n"
+        assert (
+            "Main process exited" in (await conn.run("journalctl -u openclaw-gateway -n 20")).stdout
+        )
+        world.vps.leak_memory(server.id, mb_per_hour=1e9)
+
+        async def memory_grew() -> bool:
+            shown = await conn.run("systemctl show openclaw-gateway -p MemoryCurrent --value")
+            return int(shown.stdout) > 2 * 1024**3
+
+        await until(memory_grew)
+        world.vps.set_usage(server.id, memory_used_mb=3500, disk_used_gb=30.0)
+        free = (await conn.run("free -m", check=True)).stdout.splitlines()[1].split()
+        assert free[2] == "3500"
+        assert " 79% /" in (await conn.run("df /", check=True)).stdout
+        world.vps.hang_gateway(server.id)
+        timeout = aiohttp.ClientTimeout(total=0.3)
+        with pytest.raises(asyncio.TimeoutError):
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                await session.get(base)
+        world.vps.hang_gateway(server.id, False)
+    bound = await world.call(world.client.servers.get_by_id, server.id)
+    rebuild = await world.call(bound.rebuild, Image(name="ubuntu-24.04"))
+    await world.wait_action(rebuild.action)
+    async with await world.wait_ssh(ip) as conn:
+        gone = await conn.run("id openclaw; test -e /etc/systemd/system/openclaw-gateway.service")
+        assert gone.exit_status != 0
+    assert not await gateway_up()
