@@ -17,7 +17,8 @@ def _describe(error: dict[str, object]) -> str:
     if error.get("type") == "missing":
         problem = "is missing"
     else:
-        problem = f"is malformed ({error.get('msg')})"  # pydantic's msg never quotes the value
+        # pydantic's msg names the rule, not the value (our own validators never quote it).
+        problem = f"is malformed ({error.get('msg')})"
     return f"{name} {problem}" + (f": expected {expected}" if expected else "")
 
 

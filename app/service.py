@@ -14,10 +14,10 @@ from typing import IO
 from aiohttp import ClientSession, web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from core.billing import Billing, Prices
+from core.billing import Prices
 from core.clock import Clock, SystemClock
-from core.lifecycle import Lifecycle
 from core.policy import PolicyTimings
+from core.services import build_core
 from core.settings import Settings
 from db.connection import Database
 from monitor.billing_clock import billing_tick
@@ -74,20 +74,21 @@ class Service:
         settings = self.settings
         self._lock = acquire_lock(settings.database_path)
         self._db = await Database.open(settings.database_path)
-        lifecycle = Lifecycle(self._db, self.clock, policy_timings(settings))
-        billing = Billing(
-            lifecycle,
-            Prices(settings.paddle_price_monthly, settings.paddle_price_lifetime),
-            settings.lifetime_cap,
+        core = build_core(
+            self._db,
+            self.clock,
+            timings=policy_timings(settings),
+            prices=Prices(settings.paddle_price_monthly, settings.paddle_price_lifetime),
+            lifetime_cap=settings.lifetime_cap,
         )
-        recovered = await billing.apply_pending()
+        recovered = await core.inbox.apply_pending()
         if recovered:
             log.info("applied %d Paddle events left unapplied by the last run", recovered)
         self._session = ClientSession()
         paddle = PaddleCustomers(
             settings.paddle_api_base, settings.paddle_api_key.get_secret_value(), self._session
         )
-        contacts = ContactSync(self._db, self.clock, lifecycle, paddle)
+        contacts = ContactSync(self._db, self.clock, core.customers, paddle)
         self._tasks.append(self._supervise(contacts.run(), "contact sync"))
 
         self._scheduler = AsyncIOScheduler()
@@ -95,16 +96,14 @@ class Service:
             billing_tick,
             "interval",
             seconds=settings.billing_tick_s,
-            args=[lifecycle],
+            args=[core.lifecycle],
             id="billing_tick",
             max_instances=1,
             coalesce=True,
         )
         self._scheduler.start()
 
-        context = WebContext(
-            settings, self._db, self.clock, lifecycle, billing, on_paddle_event=contacts.wake
-        )
+        context = WebContext(settings, core, on_paddle_event=contacts.wake)
         self._runner = web.AppRunner(create_app(context), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)

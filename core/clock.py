@@ -51,7 +51,8 @@ class FakeClock:
 
 
 def to_iso(moment: datetime) -> str:
-    """UTC, second precision, `Z` suffix: the one timestamp format in the database and API."""
+    """UTC with microseconds and a `Z` suffix: the one timestamp format in the database and
+    API (fixed width, so text comparison in SQL orders them correctly)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -60,4 +61,7 @@ def from_iso(text: str) -> datetime:
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 9999 with a negative offset, say
+        raise ValueError(f"timestamp out of range: {text[:40]}") from None

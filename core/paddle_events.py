@@ -192,11 +192,13 @@ def customer_event(envelope: Envelope) -> CustomerEvent:
     )
 
 
+SUBSCRIPTION_EVENTS = frozenset(
+    f"subscription.{name}"
+    for name in ("created", "activated", "updated", "past_due", "paused", "resumed", "canceled")
+)
+
 _PARSERS = {
-    **{
-        f"subscription.{name}": subscription_event
-        for name in ("created", "activated", "updated", "past_due", "paused", "resumed", "canceled")
-    },
+    **{name: subscription_event for name in SUBSCRIPTION_EVENTS},
     "transaction.completed": transaction_event,
     "adjustment.created": adjustment_event,
     "adjustment.updated": adjustment_event,

@@ -53,6 +53,8 @@ class Decision:
     reason: str
     since: datetime | None  # when this state became due by rule
     next_deadline: datetime | None  # when the decision changes without a new fact
+    by_admin: bool = False  # an admin's destroy, hold or resume decided it
+    admin_override: bool = False  # an admin's resume is overriding billing right now
 
 
 def billing_decision(facts: BillingFacts, now: datetime, timings: PolicyTimings) -> Decision:
@@ -97,24 +99,41 @@ def decide(
 ) -> Decision:
     """The desired state: an admin's destroy or hold beats billing; billing decides the rest."""
     if admin.destroyed_at is not None:
-        return Decision(DesiredState.DESTROYED, "destroyed by an admin", admin.destroyed_at, None)
+        return Decision(
+            DesiredState.DESTROYED, "destroyed by an admin", admin.destroyed_at, None, by_admin=True
+        )
     by_billing = billing_decision(billing, now, timings)
     if admin.hold is AdminHold.SUSPENDED:
         reason = f"suspended by an admin: {admin.hold_reason or 'no reason given'}"
-        return Decision(DesiredState.SUSPENDED, reason, admin.hold_at, None)
-    if (
-        admin.hold is AdminHold.RESUMED
-        and admin.hold_at is not None
-        and by_billing.desired_state is not DesiredState.ACTIVE
-        and by_billing.since is not None
-        and by_billing.since <= admin.hold_at
-    ):
-        # An admin resume outlasts the billing state it overrode, until billing says
-        # something new: a later event (changed_at) or the next deadline.
-        return Decision(
-            DesiredState.ACTIVE, "resumed by an admin", admin.hold_at, by_billing.next_deadline
-        )
+        return Decision(DesiredState.SUSPENDED, reason, admin.hold_at, None, by_admin=True)
+    if admin.hold is AdminHold.RESUMED and admin.hold_at is not None:
+        override = _resume_override(by_billing, admin.hold_at, now, timings)
+        if override is not None:
+            return override
     return by_billing
+
+
+def _resume_override(
+    by_billing: Decision, hold_at: datetime, now: datetime, timings: PolicyTimings
+) -> Decision | None:
+    """An admin resume outlasts the billing state it overrode, until billing says something
+    new: a later event (`changed_at`) or the next deadline. When billing has no deadline
+    left (it would destroy), the override lasts one retention period, never for ever."""
+    if by_billing.desired_state is DesiredState.ACTIVE or by_billing.since is None:
+        return None
+    if by_billing.since > hold_at:
+        return None
+    deadline = by_billing.next_deadline or hold_at + timings.destroy_after
+    if now >= deadline:
+        return None
+    return Decision(
+        DesiredState.ACTIVE,
+        "resumed by an admin",
+        hold_at,
+        deadline,
+        by_admin=True,
+        admin_override=True,
+    )
 
 
 def resume_hold(billing: BillingFacts, now: datetime, timings: PolicyTimings) -> AdminHold | None:

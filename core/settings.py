@@ -155,7 +155,10 @@ class Settings(BaseSettings):
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
-            ipaddress.ip_network(item, strict=False)  # raises ValueError on garbage
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError("each entry must be an IP address or CIDR") from None
         return value
 
     @field_validator("public_base_url", "paddle_api_base", "telegram_api_base", "hcloud_endpoint")

@@ -19,8 +19,6 @@ from db.migrations import apply_migrations
 
 BUSY_TIMEOUT_MS = 5000
 
-Row = aiosqlite.Row
-
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
@@ -79,10 +77,12 @@ class Database:
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer
+                await self._writer.commit()
             except BaseException:
-                await self._writer.rollback()
+                # Also when COMMIT itself fails (disk full): never leave the writer mid-transaction.
+                if self._writer.in_transaction:
+                    await self._writer.rollback()
                 raise
-            await self._writer.commit()
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self._reader.execute(sql, tuple(params)) as cursor:

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.billing import Billing, Prices
+from core.billing import Prices
 from core.clock import FakeClock
 from core.lifecycle import Lifecycle
 from core.policy import PolicyTimings
+from core.services import build_core
 from core.settings import Settings
 from db.connection import Database
 from sim.paddle import WebhookSender
@@ -87,7 +88,7 @@ class Backend:
 
     @property
     def lifecycle(self) -> Lifecycle:
-        return self.context.lifecycle
+        return self.context.core.lifecycle
 
     async def admin(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         headers = {"X-API-Key": ADMIN_KEY, **kwargs.pop("headers", {})}
@@ -106,9 +107,14 @@ async def backend(
     aiohttp_client: Any, db: Database, clock: FakeClock, make_settings: Callable[..., Settings]
 ) -> Backend:
     settings = make_settings()
-    lifecycle = Lifecycle(db, clock, PolicyTimings())
-    billing = Billing(lifecycle, Prices(MONTHLY_PRICE, LIFETIME_PRICE), settings.lifetime_cap)
-    context = WebContext(settings, db, clock, lifecycle, billing)
+    core = build_core(
+        db,
+        clock,
+        timings=PolicyTimings(),
+        prices=Prices(MONTHLY_PRICE, LIFETIME_PRICE),
+        lifetime_cap=settings.lifetime_cap,
+    )
+    context = WebContext(settings, core)
     client = await aiohttp_client(create_app(context))
     url = str(client.make_url("/api/webhook/paddle"))
     sender = WebhookSender(url, WEBHOOK_SECRET, max_attempts=1, now=lambda: clock.now().timestamp())

@@ -14,7 +14,7 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
-from core.lifecycle import LifecycleError, NotFound
+from core.lifecycle import LifecycleError
 from core.models import ACTOR_API, OperationKind, Status
 from db.instances import get_instance, list_instances
 from webhooks.context import CONTEXT, WebContext
@@ -26,11 +26,16 @@ ESTIMATED_READY_SECONDS = 300
 MAX_PER_PAGE = 100
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SUBSCRIPTION = re.compile(r"^sub_[a-z0-9]{10,40}$")
+_SMALL_INT = re.compile(r"[0-9]{1,7}")
+_INSTANCE_ID = re.compile(r"inst_[a-z0-9]{12}")
 
 
 def admin_key_ok(ctx: WebContext, presented: str | None) -> bool:
+    if presented is None:
+        return False
     expected = ctx.settings.admin_api_key.get_secret_value().encode()
-    return presented is not None and hmac.compare_digest(presented.encode(), expected)
+    # Headers may carry any bytes (aiohttp keeps undecodable ones as surrogates).
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), expected)
 
 
 @web.middleware
@@ -81,7 +86,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, absurd numbers or nesting
         raise web.HTTPBadRequest(reason="body is not JSON") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(reason="body is not a JSON object")
@@ -92,7 +97,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not _SMALL_INT.fullmatch(text) or not low <= int(text) <= high:
         raise web.HTTPBadRequest(reason=f"{name} must be an integer from {low} to {high}")
     return int(text)
 
@@ -117,7 +122,7 @@ async def provision(request: web.Request) -> web.Response:
         not isinstance(subscription_id, str) or not _SUBSCRIPTION.match(subscription_id)
     ):
         return error_response(400, "invalid_input", "paddle_subscription_id must be sub_…")
-    result = await ctx.lifecycle.provision(email, name, subscription_id, ACTOR_API)
+    result = await ctx.core.admin.provision(email, name, subscription_id, ACTOR_API)
     return web.json_response(
         {
             "instance_id": result.instance_id,
@@ -153,9 +158,14 @@ async def instances(request: web.Request) -> web.Response:
 
 
 async def _instance_or_404(request: web.Request) -> aiosqlite.Row:
-    row = await get_instance(request.app[CONTEXT].db, request.match_info["instance_id"])
+    instance_id = request.match_info["instance_id"]
+    row = None
+    if _INSTANCE_ID.fullmatch(instance_id):
+        row = await get_instance(request.app[CONTEXT].db, instance_id)
     if row is None:
-        raise web.HTTPNotFound(reason=f"instance {request.match_info['instance_id']} not found")
+        # Echo the id only when it is one: anything else may not even be printable.
+        shown = instance_id if _INSTANCE_ID.fullmatch(instance_id) else "instance"
+        raise web.HTTPNotFound(reason=f"{shown} not found")
     return row
 
 
@@ -206,7 +216,7 @@ async def suspend(request: web.Request) -> web.Response:
     if not isinstance(reason, str) or not reason.strip():
         return error_response(400, "invalid_input", "reason is required")
     try:
-        await ctx.lifecycle.suspend(request.match_info["instance_id"], reason, ACTOR_API)
+        await ctx.core.admin.suspend(request.match_info["instance_id"], reason, ACTOR_API)
     except LifecycleError as exc:
         return _lifecycle_error(exc)
     return await _action_response(request)
@@ -216,7 +226,7 @@ async def suspend(request: web.Request) -> web.Response:
 async def resume(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     try:
-        await ctx.lifecycle.resume(request.match_info["instance_id"], ACTOR_API)
+        await ctx.core.admin.resume(request.match_info["instance_id"], ACTOR_API)
     except LifecycleError as exc:
         return _lifecycle_error(exc)
     return await _action_response(request)
@@ -226,7 +236,7 @@ async def resume(request: web.Request) -> web.Response:
 async def destroy(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     try:
-        warning = await ctx.lifecycle.destroy(request.match_info["instance_id"], ACTOR_API)
+        warning = await ctx.core.admin.destroy(request.match_info["instance_id"], ACTOR_API)
     except LifecycleError as exc:
         return _lifecycle_error(exc)
     return await _action_response(request, warning=warning)
@@ -235,11 +245,9 @@ async def destroy(request: web.Request) -> web.Response:
 async def _queue(request: web.Request, kind: OperationKind) -> web.Response:
     ctx = request.app[CONTEXT]
     try:
-        operation_id = await ctx.lifecycle.queue_operation(
+        operation_id = await ctx.core.admin.queue_operation(
             request.match_info["instance_id"], kind, ACTOR_API
         )
-    except NotFound as exc:
-        return error_response(404, "not_found", str(exc))
     except LifecycleError as exc:
         return _lifecycle_error(exc)
     return await _action_response(request, operation_id=operation_id, operation=kind.value)

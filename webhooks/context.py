@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from core.billing import Billing
 from core.clock import Clock
-from core.lifecycle import Lifecycle
+from core.services import CoreServices
 from core.settings import Settings
 from db.connection import Database
 
@@ -40,13 +39,18 @@ class Metrics:
 @dataclass
 class WebContext:
     settings: Settings
-    db: Database
-    clock: Clock
-    lifecycle: Lifecycle
-    billing: Billing
+    core: CoreServices
     metrics: Metrics = field(default_factory=Metrics)
     # Called after a Paddle event is applied, e.g. to look up a new customer's email now.
     on_paddle_event: Callable[[], None] = lambda: None
+
+    @property
+    def db(self) -> Database:
+        return self.core.db
+
+    @property
+    def clock(self) -> Clock:
+        return self.core.clock
 
 
 CONTEXT = web.AppKey("context", WebContext)

@@ -33,18 +33,19 @@ async def paddle_webhook(request: web.Request) -> web.Response:
         log.warning("paddle webhook refused: %s (from %s)", exc, request.remote)
         return error_response(401, "invalid_signature", str(exc))
     try:
-        envelope, is_new = await ctx.billing.accept(raw)
+        envelope, is_new = await ctx.core.inbox.accept(raw)
     except MalformedEvent as exc:
         ctx.metrics.paddle_events.labels("malformed").inc()
         log.warning("paddle webhook malformed: %s", exc)
         return error_response(400, "invalid_input", str(exc))
-    if not is_new:
+    # Stored and committed: from here on Paddle may be told yes. Applying is quick (one
+    # transaction) and happens once; a failure is recorded on the event, and a replay or
+    # the next start-up tries again.
+    outcome = await ctx.core.inbox.apply(envelope.event_id)
+    if not is_new and outcome is None:
         ctx.metrics.paddle_events.labels("duplicate").inc()
         log.info("paddle event %s %s is a duplicate", envelope.event_type, envelope.event_id)
         return web.json_response({"ok": True, "duplicate": True})
-    # Stored and committed: from here on Paddle may be told yes. Applying is quick
-    # (one transaction); a failure is recorded on the event and retried at start-up.
-    outcome = await ctx.billing.apply(envelope.event_id)
     ctx.metrics.paddle_events.labels(outcome or "duplicate").inc()
     ctx.on_paddle_event()
     return web.json_response({"ok": True, "outcome": outcome})

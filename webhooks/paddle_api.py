@@ -15,7 +15,7 @@ from datetime import timedelta
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
 from core.clock import Clock, to_iso
-from core.lifecycle import Lifecycle
+from core.customers import Customers
 from core.models import ACTOR_PADDLE
 from db.connection import Database
 
@@ -49,10 +49,15 @@ class PaddleCustomers:
         headers = {"Authorization": f"Bearer {self._api_key}"}
         async with self._session.get(url, headers=headers, timeout=ClientTimeout(total=10)) as r:
             body = await r.json(content_type=None)
-            if r.status != 200:
-                error = body.get("error", {}) if isinstance(body, dict) else {}
-                raise PaddleApiError(r.status, str(error.get("code", "unknown")))
-        data = body.get("data") or {}
+        if not isinstance(body, dict):
+            raise PaddleApiError(r.status, "malformed_response")
+        if r.status != 200:
+            error = body.get("error")
+            code = error.get("code", "unknown") if isinstance(error, dict) else "unknown"
+            raise PaddleApiError(r.status, str(code))
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise PaddleApiError(r.status, "malformed_response")
         return PaddleContact(email=str(data.get("email") or ""), name=data.get("name") or None)
 
 
@@ -60,12 +65,12 @@ class ContactSync:
     """Fills in customers' emails from Paddle; `wake()` after an event skips the wait."""
 
     def __init__(
-        self, db: Database, clock: Clock, lifecycle: Lifecycle, customers: PaddleCustomers
+        self, db: Database, clock: Clock, customers: Customers, paddle: PaddleCustomers
     ) -> None:
         self.db = db
         self.clock = clock
-        self.lifecycle = lifecycle
         self.customers = customers
+        self.paddle = paddle
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -82,16 +87,14 @@ class ContactSync:
         filled = 0
         for row in due:
             try:
-                contact = await self.customers.get(row["paddle_customer_id"])
+                contact = await self.paddle.get(row["paddle_customer_id"])
             except (PaddleApiError, ClientError, TimeoutError, ValueError) as exc:
                 delay = BACKOFF_S[min(row["contact_attempts"], len(BACKOFF_S) - 1)]
-                await self.lifecycle.contact_failed(
+                await self.customers.contact_failed(
                     row["id"], str(exc), self.clock.now() + timedelta(seconds=delay)
                 )
                 continue
-            await self.lifecycle.set_customer_contact(
-                row["id"], contact.email, contact.name, ACTOR_PADDLE
-            )
+            await self.customers.set_contact(row["id"], contact.email, contact.name, ACTOR_PADDLE)
             filled += 1
         return filled
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class SignatureError(Exception):
@@ -23,12 +27,13 @@ def parse_header(header: str) -> tuple[int, list[str]]:
         key, sep, value = part.strip().partition("=")
         if not sep:
             continue
+        value = value.strip()
         if key == "ts":
-            if not value.isdigit():
+            if not _TIMESTAMP.fullmatch(value):
                 raise SignatureError("ts is not a Unix timestamp")
             timestamp = int(value)
-        elif key == "h1" and value:
-            digests.append(value.strip().lower())
+        elif key == "h1" and _DIGEST.fullmatch(value.lower()):
+            digests.append(value.lower())  # anything else cannot match: skip it
     if timestamp is None:
         raise SignatureError("Paddle-Signature has no ts")
     if not digests:
@@ -59,8 +64,8 @@ def verify(
     if tolerance_s is not None and abs(now - timestamp) > tolerance_s:
         raise SignatureError("signature timestamp outside the tolerance")
     for secret in secrets:
-        expected = sign(secret, timestamp, body)
-        # Compare against every digest so the time taken does not reveal which matched.
-        if any(hmac.compare_digest(expected, digest) for digest in digests):
+        expected = sign(secret, timestamp, body).encode()
+        # Constant-time per comparison; which secret or digest matched is not secret.
+        if any(hmac.compare_digest(expected, digest.encode()) for digest in digests):
             return
     raise SignatureError("no signature matches")

@@ -59,8 +59,9 @@ class RateLimiter:
         self.clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
-    def allow(self, key: str) -> tuple[bool, float]:
-        """(allowed, seconds until the next token) for one request from `key`."""
+    def allow(self, client: str) -> tuple[bool, float]:
+        """(allowed, seconds until the next token) for one request from `client`."""
+        key = _bucket_key(client)
         now = self.clock.now().timestamp()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -80,4 +81,18 @@ class RateLimiter:
         for key in [k for k, b in self._buckets.items() if now - b.updated >= full_after]:
             del self._buckets[key]
         if len(self._buckets) >= MAX_TRACKED_CLIENTS:  # a flood of distinct clients
-            self._buckets.clear()
+            # Forget the longest idle half, never everyone: a reset must not be a way in.
+            by_age = sorted(self._buckets, key=lambda k: self._buckets[k].updated)
+            for stale in by_age[: len(by_age) // 2]:
+                del self._buckets[stale]
+
+
+def _bucket_key(client: str) -> str:
+    """IPv6 clients are limited per /64: one host can hold a whole /64 of addresses."""
+    try:
+        ip = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return client

@@ -130,3 +130,16 @@ def test_every_number_is_a_setting() -> None:
     facts = sub(S.PAST_DUE, past_due_since=T0)
     assert decide(facts, AdminFacts(), T0 + DAY, short).desired_state is SUSPENDED
     assert decide(facts, AdminFacts(), T0 + 3 * DAY, short).desired_state is DESTROYED
+
+
+def test_an_admin_resume_after_billing_destruction_is_not_for_ever() -> None:
+    canceled = sub(S.CANCELED, canceled_at=T0)
+    resumed = AdminFacts(AdminHold.RESUMED, T0 + 100 * DAY)
+    during = decide(canceled, resumed, T0 + 101 * DAY, TIMINGS)
+    assert during.desired_state is ACTIVE and during.next_deadline == T0 + 130 * DAY
+    assert decide(canceled, resumed, T0 + 130 * DAY, TIMINGS).desired_state is DESTROYED
+
+
+def test_admin_decisions_are_marked() -> None:
+    assert decide(sub(S.ACTIVE), AdminFacts(AdminHold.SUSPENDED, T0, "x"), T0, TIMINGS).by_admin
+    assert not decide(sub(S.PAUSED, paused_at=T0), AdminFacts(), T0, TIMINGS).by_admin

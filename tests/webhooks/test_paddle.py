@@ -224,8 +224,7 @@ async def test_pending_and_partial_refunds_do_not_suspend(backend: Backend) -> N
 
 
 async def test_lifetime_over_the_cap_is_honoured_and_alerted(backend: Backend) -> None:
-    backend.lifecycle  # noqa: B018
-    backend.context.billing.lifetime_cap = 1
+    backend.context.core.billing.lifetime_cap = 1
     for customer in ("ctm_a", "ctm_b"):
         await post(
             backend,
@@ -325,11 +324,11 @@ async def test_richer_2024_data_shapes_are_accepted(
 
 async def test_an_event_stored_before_a_crash_is_applied_at_start_up(backend: Backend) -> None:
     body = json.dumps(sample("subscription.created.json")).encode()
-    await backend.context.billing.accept(body)  # committed, then the process died
+    await backend.context.core.inbox.accept(body)  # committed, then the process died
     assert await backend.instances() == []
-    assert await backend.context.billing.apply_pending() == 1
+    assert await backend.context.core.inbox.apply_pending() == 1
     assert len(await backend.instances()) == 1
-    assert await backend.context.billing.apply_pending() == 0
+    assert await backend.context.core.inbox.apply_pending() == 0
 
 
 async def test_concurrent_duplicate_deliveries_apply_once(backend: Backend) -> None:

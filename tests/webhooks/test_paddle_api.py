@@ -37,7 +37,7 @@ async def test_event_applies_while_paddle_is_down_and_email_follows(
     sync = ContactSync(
         backend.context.db,
         clock,
-        backend.lifecycle,
+        backend.context.core.customers,
         PaddleCustomers(paddle.url, paddle.api_key, session),
     )
     event = envelope(
