@@ -41,7 +41,12 @@ async def test_pragmas_and_private_file(tmp_path: Path) -> None:
     assert (await db.fetch_one("PRAGMA foreign_keys"))[0] == 1  # type: ignore[index]
     assert (await db.fetch_one("PRAGMA synchronous"))[0] == 2  # type: ignore[index]  # FULL
     assert (await db.fetch_one("PRAGMA busy_timeout"))[0] >= 1000  # type: ignore[index]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    async with db.transaction() as conn:  # make the -wal and -shm files exist
+        await conn.execute(
+            "INSERT INTO customers (id, created_at, updated_at) VALUES ('c', 'x', 'x')"
+        )
+    for file in (path, path.with_name("x.db-wal"), path.with_name("x.db-shm")):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
     await db.close()
 
 
