@@ -6,6 +6,7 @@ needs to talk to them (an SSH key for the customer servers included).
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import asyncssh
 from sim.hetzner import HetznerSim
 from sim.paddle import PaddleSim
 from sim.telegram import TelegramSim
+from sim.vps import VpsSim
 
 MONTHLY_PRICE = "pri_01simmonthly0000000000000"
 LIFETIME_PRICE = "pri_01simlifetime000000000000"
@@ -29,6 +31,7 @@ class Simulators:
     paddle: PaddleSim = field(init=False)
     hetzner: HetznerSim = field(init=False)
     telegram: TelegramSim = field(init=False)
+    vps: VpsSim | None = None
     ops_chat_id: int = 0
     admin_user_id: int = 0
     webhook_secret: str = field(default_factory=lambda: "pdl_ntfset_sim_" + secrets.token_hex(16))
@@ -40,6 +43,9 @@ class Simulators:
         await self.paddle.start()
         self.hetzner = HetznerSim(token=secrets.token_hex(32), time_scale=self.time_scale)
         await self.hetzner.start()
+        if vps_supported():
+            self.vps = VpsSim(self.hetzner, base_dir=self.data_dir / "vps", ssh_port=SIM_SSH_PORT)
+            await self.vps.start()
         bot_token = f"{10**9 + secrets.randbelow(10**9)}:{secrets.token_urlsafe(26)}"
         self.telegram = TelegramSim(bot_token, "openclaw_hosted_bot", time_scale=self.time_scale)
         await self.telegram.start()
@@ -49,6 +55,8 @@ class Simulators:
         self.ops_chat_id = group.id
 
     async def stop(self) -> None:
+        if self.vps is not None:
+            await self.vps.stop()
         for sim in (self.telegram, self.hetzner, self.paddle):
             await sim.stop()
 
@@ -89,7 +97,16 @@ class Simulators:
             "Paddle API": self.paddle.url,
             "Hetzner Cloud API": self.hetzner.url,
             "Telegram Bot API": self.telegram.url,
+            "Customer VPSs": self.vps.control_url if self.vps else VPS_UNSUPPORTED,
         }
+
+
+VPS_UNSUPPORTED = "not started: simulated servers need root on Linux (mount namespaces)"
+
+
+def vps_supported() -> bool:
+    """Simulated customer servers run real bash in private mount namespaces: root only."""
+    return os.name == "posix" and os.geteuid() == 0
 
 
 def env_block(env: dict[str, str]) -> str:
