@@ -52,7 +52,7 @@ async def test_run_starts_against_the_printed_settings(tmp_path: Path) -> None:
     service = None
     try:
         assert sims.stdout is not None
-        printed = []
+        printed: list[str] = []
         while not printed or "Ctrl-C" not in printed[-1]:
             line = await asyncio.wait_for(sims.stdout.readline(), timeout=60)
             assert line, "the simulators exited early"
