@@ -107,7 +107,8 @@ class VpsSim(ServerListener):
             await self._runner.cleanup()
             self._runner = None
         if self._own_dir:
-            await asyncio.create_subprocess_exec("rm", "-rf", str(self.base_dir))
+            remover = await asyncio.create_subprocess_exec("rm", "-rf", str(self.base_dir))
+            await remover.wait()
 
     # -- lookups -------------------------------------------------------------
 
