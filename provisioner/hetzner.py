@@ -1,0 +1,348 @@
+"""The one Hetzner client: an async facade over the synchronous `hcloud` library.
+
+Every call runs in a small thread pool (nothing blocks the event loop) and every
+HTTP request, hcloud's own retries and our action polls included, is paid for from
+one `RequestBudget`. Errors come out as one `HetznerError` whose `kind` tells the
+reconciler what to do: retry later, try the next location, wait for capacity in
+the project, or give up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import requests
+from hcloud import APIException, Client
+from hcloud.firewalls import FirewallResource, FirewallResourceLabelSelector, FirewallRule
+from hcloud.images import Image
+from hcloud.locations import Location
+from hcloud.server_types import ServerType
+from hcloud.servers import Server
+from hcloud.ssh_keys import SSHKey
+
+from core.clock import Clock
+from provisioner.budget import BudgetedSession, RequestBudget
+
+T = TypeVar("T")
+
+# hcloud's transport retries (429, conflict, timeouts, 502/504): few and quick, because
+# the reconciler's step policy is the layer that rides out longer outages.
+TRANSPORT_RETRIES = 3
+
+
+def transport_backoff(retries: int) -> float:
+    return float(min(8, 2**retries))
+
+
+class ErrorKind(StrEnum):
+    TRANSIENT = "transient"  # try again with the step policy's backoff
+    CAPACITY = "capacity"  # this location cannot: try the next one
+    PROJECT_LIMIT = "project_limit"  # the project's server limit: alert and wait
+    NOT_FOUND = "not_found"
+    PERMANENT = "permanent"  # invalid input, auth: retrying will not help
+
+
+_KINDS = {
+    "resource_unavailable": ErrorKind.CAPACITY,
+    "placement_error": ErrorKind.CAPACITY,
+    "resource_limit_exceeded": ErrorKind.PROJECT_LIMIT,
+    "not_found": ErrorKind.NOT_FOUND,
+    "rate_limit_exceeded": ErrorKind.TRANSIENT,
+    "conflict": ErrorKind.TRANSIENT,
+    "locked": ErrorKind.TRANSIENT,
+    "timeout": ErrorKind.TRANSIENT,
+    "server_error": ErrorKind.TRANSIENT,
+    "unavailable": ErrorKind.TRANSIENT,
+    "maintenance": ErrorKind.TRANSIENT,
+    "bad_gateway": ErrorKind.TRANSIENT,
+    "action_failed": ErrorKind.TRANSIENT,
+}
+
+
+class HetznerError(Exception):
+    """Any failure talking to Hetzner; `code` is Hetzner's, `kind` is what it means to us."""
+
+    def __init__(self, code: str, message: str, kind: ErrorKind) -> None:
+        super().__init__(f"hetzner {code}: {message}")
+        self.code = code
+        self.kind = kind
+
+
+def _translate(exc: Exception) -> HetznerError:
+    if isinstance(exc, HetznerError):
+        return exc
+    if isinstance(exc, APIException):
+        code = str(exc.code)
+        if isinstance(exc.code, int):
+            kind = (
+                ErrorKind.TRANSIENT if exc.code >= 500 or exc.code == 429 else ErrorKind.PERMANENT
+            )
+        else:
+            kind = _KINDS.get(code, ErrorKind.PERMANENT)
+        return HetznerError(code, str(exc.message), kind)
+    if isinstance(exc, requests.RequestException):
+        return HetznerError("network", type(exc).__name__, ErrorKind.TRANSIENT)
+    raise exc
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    id: int
+    name: str
+    status: str
+    ip: str | None
+    location: str | None
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: int
+    description: str
+    labels: dict[str, str]
+    created: str
+
+
+def _id(value: int | None) -> int:
+    if value is None:
+        raise HetznerError(
+            "invalid_response", "Hetzner answered without an id", ErrorKind.TRANSIENT
+        )
+    return int(value)
+
+
+def _server_info(server: Any) -> ServerInfo:
+    ipv4 = server.public_net.ipv4 if server.public_net else None
+    return ServerInfo(
+        id=_id(server.id),
+        name=str(server.name),
+        status=str(server.status),
+        ip=str(ipv4.ip) if ipv4 is not None else None,
+        location=str(server.location.name) if server.location is not None else None,
+        labels=dict(server.labels or {}),
+    )
+
+
+class Hetzner:
+    """What the product does with Hetzner, and nothing more."""
+
+    def __init__(
+        self,
+        token: str,
+        endpoint: str,
+        *,
+        budget: RequestBudget,
+        clock: Clock,
+        workers: int = 8,
+        retry_backoff: Callable[[int], float] = transport_backoff,
+    ) -> None:
+        self.budget = budget
+        self.clock = clock
+        self._client = Client(
+            token=token,
+            api_endpoint=endpoint,
+            application_name="openclaw-hosted",
+            timeout=(5, 30),
+        )
+        # hcloud keeps its transport in private attributes (pinned hcloud 2.27, tested):
+        # the session gets our budget, the retry policy our numbers.
+        base = self._client._client
+        base._session = BudgetedSession(budget)
+        base._retry_max_retries = TRANSPORT_RETRIES
+        base._retry_interval_func = retry_backoff
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hcloud")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(func, *args, **kwargs))
+        except (APIException, requests.RequestException) as exc:
+            raise _translate(exc) from None
+
+    # -- project-wide resources ---------------------------------------------------------
+
+    async def ensure_ssh_key(self, name: str, public_key: str) -> int:
+        """The backend's key, registered once per project (reused if already there)."""
+        keys = await self._call(self._client.ssh_keys.get_all)
+        wanted = " ".join(public_key.split()[:2])
+        for key in keys:
+            if key.name == name or " ".join(str(key.public_key).split()[:2]) == wanted:
+                return _id(key.id)
+        created = await self._call(self._client.ssh_keys.create, name=name, public_key=public_key)
+        return _id(created.id)
+
+    async def ensure_firewall(self, name: str, rules: list[dict[str, Any]], selector: str) -> int:
+        """One firewall with exactly these inbound rules, applied to `selector`."""
+        rule_objects = [
+            FirewallRule(
+                direction="in",
+                protocol=rule["protocol"],
+                port=rule.get("port"),
+                source_ips=rule["source_ips"],
+                description=rule.get("description"),
+            )
+            for rule in rules
+        ]
+        target = FirewallResource(
+            type="label_selector", label_selector=FirewallResourceLabelSelector(selector)
+        )
+        firewall = await self._call(self._client.firewalls.get_by_name, name)
+        if firewall is None:
+            response = await self._call(
+                self._client.firewalls.create, name=name, rules=rule_objects, resources=[target]
+            )
+            return _id(response.firewall.id)
+        await self._call(self._client.firewalls.set_rules, firewall, rule_objects)
+        applied = [r for r in firewall.applied_to or [] if r.type == "label_selector"]
+        if not any(r.label_selector and r.label_selector.selector == selector for r in applied):
+            await self._call(self._client.firewalls.apply_to_resources, firewall, [target])
+        return _id(firewall.id)
+
+    async def monthly_price_eur(self, server_type: str, location: str) -> float | None:
+        found = await self._call(self._client.server_types.get_by_name, server_type)
+        for price in (found.prices or []) if found else []:
+            if price.get("location") == location:
+                return float(price["price_monthly"]["gross"])
+        return None
+
+    # -- servers --------------------------------------------------------------------------
+
+    async def server_by_name(self, name: str) -> ServerInfo | None:
+        server = await self._call(self._client.servers.get_by_name, name)
+        return _server_info(server) if server is not None else None
+
+    async def server(self, server_id: int) -> ServerInfo | None:
+        try:
+            server = await self._call(self._client.servers.get_by_id, server_id)
+        except HetznerError as exc:
+            if exc.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+        return _server_info(server)
+
+    async def servers(self, label_selector: str) -> list[ServerInfo]:
+        """Every server matching the selector, in pages of 50 (one request a page)."""
+        found = await self._call(self._client.servers.get_all, label_selector=label_selector)
+        return [_server_info(s) for s in found]
+
+    async def create_server(
+        self,
+        *,
+        name: str,
+        server_type: str,
+        image: str | int,
+        location: str,
+        ssh_key_id: int,
+        user_data: str,
+        labels: dict[str, str],
+    ) -> tuple[ServerInfo, list[int]]:
+        image_ref = Image(id=image) if isinstance(image, int) else Image(name=image)
+        response = await self._call(
+            self._client.servers.create,
+            name=name,
+            server_type=ServerType(name=server_type),
+            image=image_ref,
+            location=Location(name=location),
+            ssh_keys=[SSHKey(id=ssh_key_id)],
+            user_data=user_data,
+            labels=labels,
+        )
+        actions = [response.action, *(response.next_actions or [])]
+        return _server_info(response.server), [_id(a.id) for a in actions if a is not None]
+
+    async def _server_action(self, method: str, server_id: int, **kwargs: Any) -> int:
+        action = await self._call(
+            getattr(self._client.servers, method), Server(id=server_id), **kwargs
+        )
+        return _id(action.id)
+
+    async def power_on(self, server_id: int) -> int:
+        return await self._server_action("power_on", server_id)
+
+    async def power_off(self, server_id: int) -> int:
+        return await self._server_action("power_off", server_id)
+
+    async def shutdown(self, server_id: int) -> int:
+        return await self._server_action("shutdown", server_id)
+
+    async def reboot(self, server_id: int) -> int:
+        return await self._server_action("reboot", server_id)
+
+    async def delete_server(self, server_id: int) -> int:
+        return await self._server_action("delete", server_id)
+
+    async def rebuild(self, server_id: int, image: str | int) -> int:
+        image_ref = Image(id=image) if isinstance(image, int) else Image(name=image)
+        result = await self._call(self._client.servers.rebuild, Server(id=server_id), image_ref)
+        return _id(result.action.id)
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    async def snapshot(
+        self, server_id: int, description: str, labels: dict[str, str]
+    ) -> tuple[int, int]:
+        result = await self._call(
+            self._client.servers.create_image,
+            Server(id=server_id),
+            description=description,
+            type="snapshot",
+            labels=labels,
+        )
+        return _id(result.image.id), _id(result.action.id)
+
+    async def snapshots(self, label_selector: str) -> list[SnapshotInfo]:
+        images = await self._call(
+            self._client.images.get_all, type=["snapshot"], label_selector=label_selector
+        )
+        return [
+            SnapshotInfo(_id(i.id), str(i.description or ""), dict(i.labels or {}), str(i.created))
+            for i in images
+        ]
+
+    async def delete_image(self, image_id: int) -> None:
+        try:
+            await self._call(self._client.images.delete, Image(id=image_id))
+        except HetznerError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
+                raise
+
+    # -- actions --------------------------------------------------------------------------
+
+    async def wait_action(self, action_id: int, expected_s: float) -> None:
+        """Poll one action through the budget until it ends; raise if it failed.
+
+        The next poll is timed from the action's own progress (the time it has taken so
+        far, scaled by what is left), so a long action costs a handful of requests and a
+        short one is noticed soon after it ends.
+        """
+        started = self.clock.now()
+        delay = max(MIN_POLL_S, expected_s * 0.05)
+        while True:
+            await self.clock.sleep(delay)
+            action = await self._call(self._client.actions.get_by_id, action_id)
+            if action.status == "success":
+                return
+            if action.status == "error":
+                error: dict[str, Any] = dict(action.error or {})
+                raise HetznerError(
+                    str(error.get("code", "action_failed")),
+                    str(error.get("message", f"{action.command} failed")),
+                    _KINDS.get(str(error.get("code")), ErrorKind.TRANSIENT),
+                )
+            elapsed = (self.clock.now() - started).total_seconds()
+            progress = max(1, int(action.progress or 0))
+            remaining = elapsed * (100 - progress) / progress if progress > 1 else expected_s
+            delay = min(MAX_POLL_S, max(MIN_POLL_S, remaining * 0.5, elapsed * 0.1))
+
+
+MIN_POLL_S = 0.05
+MAX_POLL_S = 10.0
