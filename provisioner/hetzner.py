@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import requests
 from hcloud import APIException, Client
+from hcloud._client import BackoffFunction
 from hcloud.firewalls import FirewallResource, FirewallResourceLabelSelector, FirewallRule
 from hcloud.images import Image
 from hcloud.locations import Location
@@ -140,7 +141,7 @@ class Hetzner:
         budget: RequestBudget,
         clock: Clock,
         workers: int = 8,
-        retry_backoff: Callable[[int], float] = transport_backoff,
+        retry_backoff: BackoffFunction = transport_backoff,
     ) -> None:
         self.budget = budget
         self.clock = clock
