@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 .PHONY: test lint pytest demo sim run lock clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
+	@# System tools the tests use: shellcheck lints the install script.
+	command -v shellcheck >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; } || \
+		echo "shellcheck unavailable: the install script will not be linted"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
