@@ -5,6 +5,7 @@ simulator, servers created through the product's Hetzner facade."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -85,18 +86,27 @@ class World:
         return server, host_key
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def running_world(tmp_path: Path) -> AsyncIterator[World]:
+    """Shared with test_install.py."""
     hetzner = HetznerSim(token=TOKEN, time_scale=TIME_SCALE)
     vps = VpsSim(hetzner, base_dir=tmp_path / "vps")
     await vps.start()
     await hetzner.start()
     w = World(hetzner, vps, tmp_path)
-    yield w
-    w.facade.close()
-    await hetzner.stop()
-    await vps.stop()
+    try:
+        yield w
+    finally:
+        w.facade.close()
+        await hetzner.stop()
+        await vps.stop()
     assert not any((tmp_path / "vps").iterdir()), "a sandbox was left behind"
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with running_world(tmp_path) as w:
+        yield w
 
 
 class RecordedSleep:
