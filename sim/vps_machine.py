@@ -58,6 +58,7 @@ ID_LIKE=debian
 UBUNTU_CODENAME=noble
 """
 OUTPUT_LIMIT = 64 * 1024
+INSTANCE_ID_PATH = "/var/lib/cloud/data/instance-id"  # where cloud-init keeps it
 
 
 class Vps:
@@ -124,7 +125,11 @@ class Vps:
     async def boot(self) -> None:
         if self.slow_boot_s > 0:
             await asyncio.sleep(self.slow_boot_s * self.time_scale)
-        fresh = self.sandbox.fresh
+        # cloud-init's per-instance modules run on the first boot of each instance: a
+        # fresh disk, or a disk copied from a snapshot of another server (whose
+        # recorded instance id is not this server's), as on a real Hetzner server.
+        recorded = (self.sandbox.read(INSTANCE_ID_PATH) or "").strip()
+        fresh = self.sandbox.fresh or recorded != str(self.server.id)
         if fresh:
             self._cloud_init_files()
         self._write_guest()
@@ -198,6 +203,9 @@ class Vps:
         (etc_ssh / "ssh_host_ed25519_key.pub").write_bytes(key.export_public_key())
         for name, text in (("os-release", OS_RELEASE), ("hostname", self.server.name + "\n")):
             disk.path(f"/etc/{name}").write_text(text)
+        instance_id = disk.path(INSTANCE_ID_PATH)
+        instance_id.parent.mkdir(parents=True, exist_ok=True)
+        instance_id.write_text(f"{self.server.id}\n")
         for item in config.write_files:
             path, content = item.get("path"), item.get("content", "")
             if isinstance(path, str) and path.startswith("/") and isinstance(content, str):

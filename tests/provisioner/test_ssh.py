@@ -77,6 +77,23 @@ class World:
         assert server.ip is not None
         return server, host_key
 
+    async def create_from(self, image: int, name: str) -> tuple[ServerInfo, HostKey]:
+        """A server made from a snapshot: cloud-init sees a new instance."""
+        key_id = await self.facade.ensure_ssh_key("backend", self.backend_public)
+        host_key = new_host_key()
+        server, actions = await self.facade.create_server(
+            name=name,
+            server_type="cax11",
+            image=image,
+            location="fsn1",
+            ssh_key_id=key_id,
+            user_data=user_data(host_key, self.backend_public),
+            labels={"instance": name},
+        )
+        for action in actions:
+            await self.facade.wait_action(action, expected_s=0.1)
+        return server, host_key
+
     async def ready(self, name: str = "oc-a1b2c3d4e5f6") -> tuple[ServerInfo, HostKey]:
         server, host_key = await self.create(name)
         assert server.ip is not None
@@ -100,7 +117,9 @@ async def running_world(tmp_path: Path) -> AsyncIterator[World]:
         w.facade.close()
         await hetzner.stop()
         await vps.stop()
-    assert not any((tmp_path / "vps").iterdir()), "a sandbox was left behind"
+    # Snapshot disks stay in tmp_path (pytest removes it); machines must not.
+    left = [p.name for p in (tmp_path / "vps").iterdir() if not p.name.startswith("snapshot-")]
+    assert not left, f"a sandbox was left behind: {left}"
 
 
 @pytest.fixture
@@ -178,6 +197,26 @@ async def test_wait_ready_pins_the_host_key_from_user_data(world: World) -> None
         await world.ssh.run(server.ip, other, "echo never")
     # Nothing ran on the server with the wrong key.
     assert world.vps.vps(server.id).commands.ssh() == []
+
+
+async def test_a_server_from_a_snapshot_presents_its_own_new_host_key(world: World) -> None:
+    source, source_key = await world.ready()
+    assert source.ip is not None
+    await world.ssh.run(source.ip, source_key.public_openssh, "echo kept > /root/marker\n")
+    image, action = await world.facade.snapshot(source.id, "golden", {"kind": "test"})
+    await world.facade.wait_action(action, expected_s=0.1)
+    server, host_key = await world.create_from(image, "oc-b1b2c3d4e5f6")
+    assert server.ip is not None and server.ip != source.ip
+    await world.ssh.wait_ready(
+        server.ip, host_key.public_openssh, timeout_s=10, sleep=asyncio.sleep
+    )
+    assert await world.ssh.read_file(server.ip, host_key.public_openssh, "/root/marker") == (
+        "kept\n"
+    )
+    with pytest.raises(HostKeyMismatch):
+        await world.ssh.wait_ready(
+            server.ip, source_key.public_openssh, timeout_s=10, sleep=asyncio.sleep
+        )
 
 
 async def test_wait_ready_gives_up_after_its_timeout_on_the_given_clock(world: World) -> None:
