@@ -48,8 +48,9 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 CONF
-  # Ubuntu's ssh.service validates the configuration (sshd -t) before reloading.
-  systemctl reload ssh
+  # Ubuntu's ssh.service validates the configuration (sshd -t) before reloading; when
+  # it is not running (socket activation), the next start reads the new file anyway.
+  systemctl try-reload-or-restart ssh
 }
 
 node_is_recent() {
@@ -169,7 +170,8 @@ write_password() {
 
 configure_gateway() {
   step "gateway hardening"
-  as_openclaw openclaw config unset gateway.auth.password
+  # Already absent on a re-run; should it stay behind, the audit below fails the install.
+  as_openclaw openclaw config unset gateway.auth.password || true
   as_openclaw openclaw config set gateway.auth.rateLimit \
     '{"maxAttempts":10,"windowMs":60000,"lockoutMs":300000}' --strict-json
   as_openclaw openclaw config set gateway.controlUi.allowedOrigins \

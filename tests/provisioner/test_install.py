@@ -182,7 +182,7 @@ async def test_install_brings_up_a_hardened_gateway_and_can_run_again(
     reboot = machine.sandbox.read("/etc/apt/apt.conf.d/52openclaw-hosted-reboot") or ""
     assert 'Unattended-Upgrade::Automatic-Reboot "true";' in reboot
     assert 'Unattended-Upgrade::Automatic-Reboot-Time "03:00";' in reboot
-    assert machine.units["ssh"]["last"] == "reload"
+    assert machine.units["ssh"]["last"] == "try-reload-or-restart"
     assert machine.units["unattended-upgrades"]["last"] == "enable"
 
     # Again, as a repair would, with a new password: finished work is skipped.
