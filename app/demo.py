@@ -51,6 +51,29 @@ async def run_simulators(
         await sims.stop()
 
 
+async def _instances(session: aiohttp.ClientSession, url: str, key: str) -> list[dict[str, Any]]:
+    async with session.get(f"{url}/api/instances", headers={"X-API-Key": key}) as response:
+        instances: list[dict[str, Any]] = (await response.json())["instances"]
+    return instances
+
+
+async def _until_active(sims: Simulators, url: str, timeout_s: float) -> dict[str, Any]:
+    """Print each status change until the instance is active (or failed)."""
+    seen = ""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(timeout_s / 0.2)):
+            instances = await _instances(session, url, sims.admin_api_key)
+            if instances:
+                now = f"{instances[0]['status']} {instances[0]['step'] or ''}".strip()
+                if now != seen:
+                    print(f"  instance {instances[0]['instance_id']}: {now}", flush=True)
+                    seen = now
+                if instances[0]["status"] in ("active", "failed"):
+                    return instances[0]
+            await asyncio.sleep(0.2)
+    return instances[0] if instances else {}
+
+
 async def _customer_pays(sims: Simulators, service_url: str) -> dict[str, Any]:
     """A customer checks out at Paddle: their record exists, then the webhook arrives."""
     customer = sims.paddle.add_customer("grace@example.com", "Grace Hopper")
@@ -80,10 +103,12 @@ async def run_demo(data_dir: Path, time_scale: float, once: bool) -> None:
         await service.start()
         try:
             instance = await _customer_pays(sims, service.url)
+            if sims.vps is not None:
+                print("provisioning a hardened OpenClaw server:")
+                instance = await _until_active(sims, service.url, timeout_s=300)
             print("instance:", json.dumps(instance, indent=2))
             print(
-                "\nNot built yet: the provisioner (issue 4), the Telegram bot (issue 5) and the "
-                "monitor.\nThe instance stays `provisioning` until the provisioner exists.\n"
+                "\nNot built yet: the Telegram bot (issue 5), the monitor and the storefront.\n"
                 f"Admin API: curl -H 'X-API-Key: {sims.admin_api_key}' {service.url}/api/instances"
             )
             print("demo running; Ctrl-C stops it", flush=True)

@@ -14,6 +14,7 @@ from typing import IO
 from aiohttp import ClientSession, web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from app.provisioning import Wakeup, build_reconciler
 from core.billing import Prices
 from core.clock import Clock, SystemClock
 from core.policy import PolicyTimings
@@ -21,6 +22,7 @@ from core.services import build_core
 from core.settings import Settings
 from db.connection import Database
 from monitor.billing_clock import billing_tick
+from provisioner.reconciler import Reconciler
 from webhooks.context import WebContext
 from webhooks.paddle_api import ContactSync, PaddleCustomers
 from webhooks.server import create_app
@@ -64,6 +66,7 @@ class Service:
     _runner: web.AppRunner | None = None
     _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    reconciler: Reconciler | None = None
 
     @property
     def db(self) -> Database:
@@ -74,12 +77,14 @@ class Service:
         settings = self.settings
         self._lock = acquire_lock(settings.database_path)
         self._db = await Database.open(settings.database_path)
+        wakeup = Wakeup()
         core = build_core(
             self._db,
             self.clock,
             timings=policy_timings(settings),
             prices=Prices(settings.paddle_price_monthly, settings.paddle_price_lifetime),
             lifetime_cap=settings.lifetime_cap,
+            wake=wakeup,
         )
         recovered = await core.inbox.apply_pending()
         if recovered:
@@ -90,6 +95,9 @@ class Service:
         )
         contacts = ContactSync(self._db, self.clock, core.customers, paddle)
         self._tasks.append(self._supervise(contacts.run(), "contact sync"))
+        self.reconciler = build_reconciler(settings, self._db, self.clock, self._session)
+        wakeup.target = self.reconciler.wake
+        self._tasks.append(self._supervise(self.reconciler.run(), "reconciler"))
 
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(
@@ -127,6 +135,9 @@ class Service:
             await self._runner.cleanup()
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        if self.reconciler is not None:
+            await self.reconciler.stop()
+            self.reconciler.infra.hetzner.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -37,7 +38,7 @@ def sample(name: str) -> dict[str, Any]:
 def base_settings(tmp_path: Path) -> dict[str, Any]:
     key = tmp_path / "id_ed25519"
     if not key.exists():
-        key.write_text("not a real key; the billing spine never reads it\n")
+        asyncssh.generate_private_key("ssh-ed25519").write_private_key(key)
         key.chmod(0o600)
     return {
         "public_base_url": "https://openclaw.test",

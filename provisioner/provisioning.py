@@ -1,0 +1,258 @@
+"""The provisioning steps, each idempotent: project → create → boot → install → verify →
+announce. A step returns an outcome; the reconciler persists it before the next."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+
+import aiosqlite
+
+from core.clock import to_iso
+from core.ids import server_name
+from core.journal import notify_customer
+from core.models import Status
+from provisioner import gateway
+from provisioner.cloud_init import new_host_key, user_data
+from provisioner.config import MANAGED_LABEL, MANAGED_SELECTOR, MANAGED_VALUE
+from provisioner.hetzner import ErrorKind, HetznerError
+from provisioner.infra import Infra
+from provisioner.install import install_script, new_gateway_password, password_hash
+from provisioner.outcomes import Fail, Next, Outcome, Retry, Wait
+from provisioner.ssh import HostKeyMismatch, SshUnavailable
+
+PROJECT_NAME = "openclaw-hosted"
+LIMIT_WAIT_S = 300.0
+
+Step = Callable[[Infra, aiosqlite.Row], Awaitable[Outcome]]
+
+
+async def ensure_project(infra: Infra) -> int:
+    """The SSH key and the firewall, once per process (both are idempotent anyway)."""
+    if infra.ssh_key_id is None:
+        key_id = await infra.hetzner.ensure_ssh_key(PROJECT_NAME, infra.config.ssh_public_key)
+        await infra.hetzner.ensure_firewall(
+            PROJECT_NAME, infra.config.firewall_rules(), MANAGED_SELECTOR
+        )
+        infra.ssh_key_id = key_id
+    return infra.ssh_key_id
+
+
+async def project(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    await ensure_project(infra)
+    return Next("create")
+
+
+def _locations(infra: Infra, current: str | None) -> list[str]:
+    """The configured locations, starting from the one this instance last tried."""
+    locations = list(infra.config.locations)
+    if current in locations:
+        start = locations.index(current)
+        locations = locations[start:] + locations[:start]
+    return locations
+
+
+async def _servers_in_use(infra: Infra) -> int:
+    row = await infra.db.fetch_one(
+        "SELECT COUNT(*) FROM instances WHERE hetzner_server_id IS NOT NULL "
+        "AND status != 'destroyed'"
+    )
+    return int(row[0]) if row else 0
+
+
+async def create(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    instance_id = instance["id"]
+    name = server_name(instance_id)
+    existing = await infra.hetzner.server_by_name(name)
+    if existing is not None:  # the name is the idempotency key: adopt, never duplicate
+        if not instance["ssh_host_key"]:
+            return Fail(f"server {name} exists but its host key was never recorded")
+        await infra.records.save(
+            instance_id,
+            hetzner_server_id=existing.id,
+            server_ip=existing.ip,
+            location=existing.location,
+        )
+        return Next("boot")
+    if await _servers_in_use(infra) >= infra.config.max_servers:
+        return Wait(LIMIT_WAIT_S, f"MAX_SERVERS ({infra.config.max_servers}) reached")
+    key_id = await ensure_project(infra)
+    host_key = new_host_key()
+    # Pinned before the server exists: a crash after create adopts it with this key.
+    await infra.records.save(instance_id, ssh_host_key=host_key.public_openssh)
+    image = await _restore_image(infra, instance)
+    labels = {
+        MANAGED_LABEL: MANAGED_VALUE,
+        "instance": instance_id,
+        "customer": instance["customer_id"],
+    }
+    for location in _locations(infra, instance["location"]):
+        try:
+            server, actions = await infra.hetzner.create_server(
+                name=name,
+                server_type=infra.config.server_type,
+                image=image or infra.config.image,
+                location=location,
+                ssh_key_id=key_id,
+                user_data=user_data(host_key, infra.config.ssh_public_key),
+                labels=labels,
+            )
+        except HetznerError as exc:
+            if exc.kind is ErrorKind.CAPACITY:
+                await infra.records.append_log(instance_id, f"{location}: {exc.code}, next")
+                continue
+            raise
+        price = await infra.hetzner.monthly_price_eur(infra.config.server_type, location)
+        await infra.records.save(
+            instance_id,
+            hetzner_server_id=server.id,
+            server_ip=server.ip,
+            location=location,
+            server_monthly_price_eur=price,
+        )
+        await infra.records.append_log(instance_id, f"created {name} in {location} ({server.ip})")
+        for action_id in actions:
+            await infra.hetzner.wait_action(action_id, infra.config.expected_s["create"])
+        return Next("boot")
+    return Retry("no capacity in any location: " + ", ".join(infra.config.locations))
+
+
+async def _restore_image(infra: Infra, instance: aiosqlite.Row) -> int | None:
+    """A returning customer's new server starts from their latest retained snapshot."""
+    snapshots = await infra.hetzner.snapshots(f"customer={instance['customer_id']},kind=final")
+    if not snapshots:
+        return None
+    latest = max(snapshots, key=lambda s: s.created)
+    await infra.records.append_log(instance["id"], f"restoring from snapshot {latest.id}")
+    return latest.id
+
+
+async def boot(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    try:
+        await infra.ssh.wait_ready(
+            instance["server_ip"],
+            instance["ssh_host_key"],
+            timeout_s=infra.config.ssh_ready_timeout_s,
+            sleep=infra.clock.sleep,
+        )
+    except HostKeyMismatch as exc:
+        return Fail(f"host key mismatch, not connecting: {exc}")
+    except SshUnavailable as exc:
+        return Retry(f"ssh not reachable: {exc}")
+    return Next("install")
+
+
+def reboot_hour(instance_id: str) -> int:
+    """Unattended-upgrade reboots are staggered over the night, 01:00–04:59 UTC."""
+    return 1 + int(hashlib.sha256(instance_id.encode()).hexdigest(), 16) % 4
+
+
+async def install(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    instance_id = instance["id"]
+    password = new_gateway_password()
+    script = install_script(
+        openclaw_version=infra.config.openclaw_version,
+        gateway_port=infra.config.gateway_port,
+        public_ip=instance["server_ip"],
+        reboot_hour=reboot_hour(instance_id),
+    )
+    result = await infra.ssh.run(
+        instance["server_ip"], instance["ssh_host_key"], script, secrets={"PW": password}
+    )
+    await infra.records.append_log(
+        instance_id, f"install exited {result.exit_status}:\n{result.output}", secrets=[password]
+    )
+    if result.exit_status != 0:
+        return Fail(f"install script exited {result.exit_status}")
+    infra.passwords[instance_id] = password
+    await infra.records.save(instance_id, password_hash=password_hash(password))
+    return Next("verify")
+
+
+async def read_password(infra: Infra, instance: aiosqlite.Row) -> str | None:
+    """The gateway password as the server has it (it is never stored here)."""
+    known = infra.passwords.get(instance["id"])
+    if known:
+        return known
+    env = await infra.ssh.read_file(
+        instance["server_ip"], instance["ssh_host_key"], "/home/openclaw/.openclaw/.env"
+    )
+    for line in env.splitlines():
+        if line.startswith("OPENCLAW_GATEWAY_PASSWORD="):
+            return line.split("=", 1)[1].strip().strip("'\"")
+    return None
+
+
+async def wait_ready(infra: Infra, instance: aiosqlite.Row) -> bool:
+    """`/readyz` 200 within the start grace, polled often at first, then less."""
+    deadline = infra.clock.now().timestamp() + infra.config.start_grace_s
+    delay = 0.05
+    while True:
+        if await gateway.ready(infra.http, instance["server_ip"], infra.config.gateway_port):
+            return True
+        if infra.clock.now().timestamp() >= deadline:
+            return False
+        await infra.clock.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
+
+async def verify(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    instance_id, ip, port = instance["id"], instance["server_ip"], infra.config.gateway_port
+    problem = None
+    if not await wait_ready(infra, instance):
+        problem = f"/readyz not 200 within {infra.config.start_grace_s:g} s"
+    else:
+        password = await read_password(infra, instance)
+        if not await gateway.password_required(infra.http, ip, port):
+            problem = "the Control UI answers without a password"
+        elif password is None or not await gateway.password_accepted(
+            infra.http, ip, port, password
+        ):
+            problem = "the gateway refuses its own password"
+    if problem is None:
+        infra.passwords.pop(instance_id, None)
+        await infra.records.save(instance_id, verified_at=to_iso(infra.clock.now()))
+        return Next("announce")
+    await infra.records.append_log(instance_id, f"verify failed: {problem}")
+    if instance["reinstalls"] == 0:  # the seed's rule: install once more, then fail
+        await infra.records.save(instance_id, reinstalls=1)
+        return Next("install")
+    return Fail(f"verify failed after reinstalling: {problem}")
+
+
+async def announce(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    """Active: queue the setup message (rendered, with a fresh login link, at send time)."""
+    instance_id = instance["id"]
+    now = infra.clock.now()
+    control_ui = f"http://{instance['server_ip']}:{infra.config.gateway_port}/"
+    async with infra.db.transaction() as conn:
+        await notify_customer(
+            conn,
+            now,
+            instance["customer_id"],
+            "setup",
+            instance_id=instance_id,
+            ref={"control_ui": control_ui},
+        )
+    await infra.records.set_status(
+        instance_id,
+        Status.ACTIVE,
+        step=None,
+        attempts=0,
+        next_attempt_at=None,
+        last_error=None,
+        reinstalls=0,
+        setup_sent_at=to_iso(now),
+    )
+    return Next(None)
+
+
+STEPS: dict[str, Step] = {
+    "project": project,
+    "create": create,
+    "boot": boot,
+    "install": install,
+    "verify": verify,
+    "announce": announce,
+}
+FIRST_STEP = "project"

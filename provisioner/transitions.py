@@ -1,0 +1,138 @@
+"""Suspend, resume and destroy: each idempotent, so a crash simply runs it again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import aiosqlite
+
+from core.models import Status
+from provisioner.config import MANAGED_LABEL, MANAGED_VALUE
+from provisioner.hetzner import HetznerError
+from provisioner.infra import Infra
+from provisioner.outcomes import Fail, Next, Outcome, Retry
+from provisioner.provisioning import wait_ready
+from provisioner.ssh import HostKeyMismatch, SshUnavailable
+
+
+async def suspend(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    """Graceful shutdown, power off after a timeout; the disk and its data are kept."""
+    server_id = instance["hetzner_server_id"]
+    server = await infra.hetzner.server(server_id) if server_id else None
+    if server is not None and server.status != "off":
+        try:
+            action = await infra.hetzner.shutdown(server.id)
+            await infra.hetzner.wait_action(action, infra.config.expected_s["power"])
+        except HetznerError as exc:
+            await infra.records.append_log(instance["id"], f"shutdown: {exc.code}")
+        if not await _powered_off(infra, server.id, infra.config.shutdown_timeout_s):
+            action = await infra.hetzner.power_off(server.id)
+            await infra.hetzner.wait_action(action, infra.config.expected_s["power"])
+    await infra.records.set_status(
+        instance["id"],
+        Status.SUSPENDED,
+        step=None,
+        attempts=0,
+        next_attempt_at=None,
+        last_error=None,
+    )
+    return Next(None)
+
+
+async def _powered_off(infra: Infra, server_id: int, timeout_s: float) -> bool:
+    deadline = infra.clock.now() + timedelta(seconds=timeout_s)
+    delay = 0.05
+    while True:
+        server = await infra.hetzner.server(server_id)
+        if server is None or server.status == "off":
+            return True
+        if infra.clock.now() >= deadline:
+            return False
+        await infra.clock.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+async def resume(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    """Power on, wait for SSH with the pinned key, verify the gateway, `active`."""
+    server_id = instance["hetzner_server_id"]
+    server = await infra.hetzner.server(server_id) if server_id else None
+    if server is None:
+        return Fail("the server to resume is gone")
+    if server.status != "running":
+        action = await infra.hetzner.power_on(server.id)
+        await infra.hetzner.wait_action(action, infra.config.expected_s["power"])
+    try:
+        await infra.ssh.wait_ready(
+            server.ip or instance["server_ip"],
+            instance["ssh_host_key"],
+            timeout_s=infra.config.ssh_ready_timeout_s,
+            sleep=infra.clock.sleep,
+        )
+    except HostKeyMismatch as exc:
+        return Fail(f"host key mismatch, not connecting: {exc}")
+    except SshUnavailable as exc:
+        return Retry(f"ssh not reachable after power on: {exc}")
+    if not await wait_ready(infra, instance):
+        return Retry("gateway not ready after power on")
+    await infra.records.set_status(
+        instance["id"], Status.ACTIVE, step=None, attempts=0, next_attempt_at=None, last_error=None
+    )
+    return Next(None)
+
+
+def snapshot_labels(instance: aiosqlite.Row, kind: str, keep_until: str) -> dict[str, str]:
+    return {
+        MANAGED_LABEL: MANAGED_VALUE,
+        "instance": instance["id"],
+        "customer": instance["customer_id"],
+        "kind": kind,
+        "delete-after": keep_until,
+    }
+
+
+async def take_snapshot(infra: Infra, instance: aiosqlite.Row, kind: str) -> int:
+    """A labelled snapshot with its delete-after date; reused if this kind already exists."""
+    selector = f"instance={instance['id']},kind={kind}"
+    existing = await infra.hetzner.snapshots(selector)
+    if existing and kind == "final":
+        return existing[0].id
+    keep_until = infra.clock.now() + timedelta(days=infra.config.snapshot_retention_days)
+    labels = snapshot_labels(instance, kind, keep_until.strftime("%Y-%m-%d"))
+    image_id, action = await infra.hetzner.snapshot(
+        instance["hetzner_server_id"], f"{instance['id']} {kind}", labels
+    )
+    await infra.records.save(instance["id"], snapshot_image_id=image_id)
+    await infra.hetzner.wait_action(action, infra.config.expected_s["snapshot"])
+    return image_id
+
+
+async def destroy(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    """Snapshot first (kept until its delete-after date), then delete the server."""
+    server_id = instance["hetzner_server_id"]
+    server = await infra.hetzner.server(server_id) if server_id else None
+    if server is not None:
+        image_id = await take_snapshot(infra, instance, "final")
+        await infra.records.append_log(instance["id"], f"final snapshot {image_id}")
+        action = await infra.hetzner.delete_server(server.id)
+        await infra.hetzner.wait_action(action, infra.config.expected_s["delete"])
+    await infra.records.set_status(
+        instance["id"],
+        Status.DESTROYED,
+        step=None,
+        attempts=0,
+        next_attempt_at=None,
+        server_ip=None,
+    )
+    return Next(None)
+
+
+async def delete_expired_snapshots(infra: Infra) -> int:
+    """Snapshots past their delete-after date go; the rest stay."""
+    today = infra.clock.now().strftime("%Y-%m-%d")
+    deleted = 0
+    for snapshot in await infra.hetzner.snapshots(f"{MANAGED_LABEL}={MANAGED_VALUE}"):
+        keep_until = snapshot.labels.get("delete-after")
+        if keep_until and keep_until < today:
+            await infra.hetzner.delete_image(snapshot.id)
+            deleted += 1
+    return deleted
