@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 
 import aiosqlite
 
+import provisioner.gateway as gateway
 from core.clock import to_iso
 from core.ids import server_name
 from core.journal import notify_customer
 from core.models import Status
-from provisioner import gateway
 from provisioner.cloud_init import new_host_key, user_data
 from provisioner.config import MANAGED_LABEL, MANAGED_SELECTOR, MANAGED_VALUE
 from provisioner.hetzner import ErrorKind, HetznerError

@@ -26,6 +26,7 @@ with `{"knob": name, ...arguments}` and `GET /_sim/vps/{id}/commands`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import itertools
 import logging
@@ -154,7 +155,8 @@ class VpsSim(ServerListener):
 
     async def _boot(self, machine: Vps) -> None:
         try:
-            await machine.boot()
+            async with machine.power_lock:
+                await machine.boot()
         except Exception:
             log.exception("vps %s failed to boot", machine.server.name)
             await machine.power_off()
@@ -164,7 +166,13 @@ class VpsSim(ServerListener):
 
     async def server_powered_off(self, server: SimServer) -> None:
         if (machine := self.machines.get(server.id)) is not None:
-            await machine.power_off()
+            booting = machine.booting
+            if booting is not None:  # a power cut interrupts a boot in progress
+                booting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await booting
+            async with machine.power_lock:
+                await machine.power_off()
 
     async def server_rebuilt(self, server: SimServer) -> None:
         machine = self.machines.get(server.id)

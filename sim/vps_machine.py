@@ -104,6 +104,9 @@ class Vps:
         )
         self.tools = SystemTools(self)
         self.booting: asyncio.Task[None] | None = None
+        # Power changes happen one at a time: at small time scales a reboot's boot can
+        # begin while its power-off is still tearing the machine down.
+        self.power_lock = asyncio.Lock()
 
     @property
     def ip(self) -> str:

@@ -7,9 +7,11 @@ import dataclasses
 
 import aiohttp
 
+import provisioner.gateway as gateway
 from core.models import ACTOR_API, OperationKind, Plan
-from provisioner import gateway
 from provisioner.cloud_init import new_host_key
+from provisioner.config import MANAGED_SELECTOR
+from provisioner.provisioning import ensure_project
 from sim.hetzner import ServerListener
 from sim.hetzner_model import SimServer
 from sim.vps import VpsSim
@@ -39,7 +41,7 @@ async def test_happy_path_to_a_verified_hardened_gateway(world: World) -> None:
     [setup] = await world.notifications("setup")
     assert setup["customer_id"] == instance["customer_id"] and "18789" in setup["ref"]
     # The password lives only on the server: not in the database, logs or messages.
-    env = machine.sandbox.read("/home/openclaw/.openclaw/.env")
+    env = machine.sandbox.read("/home/openclaw/.openclaw/.env") or ""
     password = env.split("OPENCLAW_GATEWAY_PASSWORD=", 1)[1].strip().strip("'\"")
     assert len(password) >= 32
     dump = await world.core.db.fetch_all("SELECT * FROM instances")
@@ -99,7 +101,7 @@ class FailNpmOnNewServers(ServerListener):
         self.vps = vps
 
     def server_created(self, server: SimServer) -> None:
-        self.vps.fail_command(server.id, r"npm install -g", times=5, exit_status=1)
+        self.vps.fail_command(server.id, r"npm install -g", times=1, exit_status=1)
 
 
 async def test_install_failing_fails_and_keeps_the_server(world: World) -> None:
@@ -117,7 +119,11 @@ async def test_install_failing_fails_and_keeps_the_server(world: World) -> None:
 
 
 async def test_verify_failing_installs_once_more_then_fails(world: World) -> None:
-    world.vps.never_ready_version("2026.9.6")
+    # The gateway is ready on the server (the install script checks), but the outside
+    # cannot reach it: the firewall lost its gateway rule.
+    await ensure_project(world.infra)
+    ssh_only = [rule for rule in world.infra.config.firewall_rules() if rule["port"] == "2222"]
+    await world.infra.hetzner.ensure_firewall("openclaw-hosted", ssh_only, MANAGED_SELECTOR)
     world.infra.config = dataclasses.replace(world.infra.config, start_grace_s=0.3)
     instance_id = await world.provision()
     await world.reconciler.settle()
