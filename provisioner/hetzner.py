@@ -173,13 +173,28 @@ class Hetzner:
 
     async def ensure_ssh_key(self, name: str, public_key: str) -> int:
         """The backend's key, registered once per project (reused if already there)."""
-        keys = await self._call(self._client.ssh_keys.get_all)
+        found = await self._find_ssh_key(name, public_key)
+        if found is not None:
+            return found
+        try:
+            created = await self._call(
+                self._client.ssh_keys.create, name=name, public_key=public_key
+            )
+        except HetznerError as exc:
+            # Another process (or our own retried POST) registered it first: use that one.
+            if exc.code == "uniqueness_error" and (
+                found := await self._find_ssh_key(name, public_key)
+            ):
+                return found
+            raise
+        return _id(created.id)
+
+    async def _find_ssh_key(self, name: str, public_key: str) -> int | None:
         wanted = " ".join(public_key.split()[:2])
-        for key in keys:
+        for key in await self._call(self._client.ssh_keys.get_all):
             if key.name == name or " ".join(str(key.public_key).split()[:2]) == wanted:
                 return _id(key.id)
-        created = await self._call(self._client.ssh_keys.create, name=name, public_key=public_key)
-        return _id(created.id)
+        return None
 
     async def ensure_firewall(self, name: str, rules: list[dict[str, Any]], selector: str) -> int:
         """One firewall with exactly these inbound rules, applied to `selector`."""
@@ -198,10 +213,18 @@ class Hetzner:
         )
         firewall = await self._call(self._client.firewalls.get_by_name, name)
         if firewall is None:
-            response = await self._call(
-                self._client.firewalls.create, name=name, rules=rule_objects, resources=[target]
-            )
-            return _id(response.firewall.id)
+            try:
+                response = await self._call(
+                    self._client.firewalls.create,
+                    name=name,
+                    rules=rule_objects,
+                    resources=[target],
+                )
+                return _id(response.firewall.id)
+            except HetznerError as exc:  # created meanwhile by another process: adopt it
+                firewall = await self._call(self._client.firewalls.get_by_name, name)
+                if exc.code != "uniqueness_error" or firewall is None:
+                    raise
         await self._call(self._client.firewalls.set_rules, firewall, rule_objects)
         applied = [r for r in firewall.applied_to or [] if r.type == "label_selector"]
         if not any(r.label_selector and r.label_selector.selector == selector for r in applied):

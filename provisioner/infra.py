@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -24,6 +25,7 @@ class Infra:
     http: aiohttp.ClientSession
     records: InstanceRecords
     ssh_key_id: int | None = None  # set once the project's key and firewall are ensured
+    project_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Gateway passwords between install and verify, in memory only: after a crash,
     # verify reads the password back from the server instead.
     passwords: dict[str, str] = field(default_factory=dict)

@@ -29,13 +29,14 @@ Step = Callable[[Infra, aiosqlite.Row], Awaitable[Outcome]]
 
 async def ensure_project(infra: Infra) -> int:
     """The SSH key and the firewall, once per process (both are idempotent anyway)."""
-    if infra.ssh_key_id is None:
-        key_id = await infra.hetzner.ensure_ssh_key(PROJECT_NAME, infra.config.ssh_public_key)
-        await infra.hetzner.ensure_firewall(
-            PROJECT_NAME, infra.config.firewall_rules(), MANAGED_SELECTOR
-        )
-        infra.ssh_key_id = key_id
-    return infra.ssh_key_id
+    async with infra.project_lock:  # twenty new instances at once ensure them once
+        if infra.ssh_key_id is None:
+            key_id = await infra.hetzner.ensure_ssh_key(PROJECT_NAME, infra.config.ssh_public_key)
+            await infra.hetzner.ensure_firewall(
+                PROJECT_NAME, infra.config.firewall_rules(), MANAGED_SELECTOR
+            )
+            infra.ssh_key_id = key_id
+        return infra.ssh_key_id
 
 
 async def project(infra: Infra, instance: aiosqlite.Row) -> Outcome:
