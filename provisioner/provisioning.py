@@ -14,8 +14,8 @@ from core.ids import server_name
 from core.journal import notify_customer
 from core.models import Status
 from provisioner.cloud_init import new_host_key, user_data
-from provisioner.config import MANAGED_LABEL, MANAGED_SELECTOR, MANAGED_VALUE
-from provisioner.hetzner import ErrorKind, HetznerError
+from provisioner.config import MANAGED_LABEL, MANAGED_SELECTOR, MANAGED_VALUE, ProvisionerConfig
+from provisioner.hetzner import ErrorKind, Hetzner, HetznerError
 from provisioner.infra import Infra
 from provisioner.install import install_script, new_gateway_password, password_hash
 from provisioner.outcomes import Fail, Next, Outcome, Retry, Wait
@@ -27,15 +27,19 @@ LIMIT_WAIT_S = 300.0
 Step = Callable[[Infra, aiosqlite.Row], Awaitable[Outcome]]
 
 
+async def ensure_key_and_firewall(hetzner: Hetzner, config: ProvisionerConfig) -> int:
+    """The project's SSH key and firewall (both idempotent); also used by `image build`,
+    which has no `Infra`."""
+    key_id = await hetzner.ensure_ssh_key(PROJECT_NAME, config.ssh_public_key)
+    await hetzner.ensure_firewall(PROJECT_NAME, config.firewall_rules(), MANAGED_SELECTOR)
+    return key_id
+
+
 async def ensure_project(infra: Infra) -> int:
     """The SSH key and the firewall, once per process (both are idempotent anyway)."""
     async with infra.project_lock:  # twenty new instances at once ensure them once
         if infra.ssh_key_id is None:
-            key_id = await infra.hetzner.ensure_ssh_key(PROJECT_NAME, infra.config.ssh_public_key)
-            await infra.hetzner.ensure_firewall(
-                PROJECT_NAME, infra.config.firewall_rules(), MANAGED_SELECTOR
-            )
-            infra.ssh_key_id = key_id
+            infra.ssh_key_id = await ensure_key_and_firewall(infra.hetzner, infra.config)
         return infra.ssh_key_id
 
 
