@@ -1,20 +1,30 @@
-"""`openclaw-hosted`: run, demo, sim, migrate, check-config."""
+"""`openclaw-hosted`: run, demo, sim, migrate, check-config, image build."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import logging
 import sys
 from pathlib import Path
 
 from app import logs
 from app.config import load_settings
 from app.demo import run_demo, run_simulators
+from app.provisioning import provisioner_config
 from app.service import AlreadyRunning, Service, run_until_signalled
-from core.settings import StorageSettings, secret_values
+from core.clock import SystemClock
+from core.settings import Settings, StorageSettings, secret_values
 from db.connection import Database
+from provisioner.budget import RequestBudget
+from provisioner.hetzner import Hetzner
+from provisioner.image import build_golden_image
+from provisioner.ssh import SshRunner
 
 EXIT_CONFIG = 2
+# A golden image is built on a stock system image, never on an older golden image.
+DEFAULT_BASE_IMAGE = "ubuntu-24.04"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -74,6 +84,59 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+async def _build_image(settings: Settings, base_image: str) -> int:
+    secrets = secret_values(settings)
+    config = dataclasses.replace(provisioner_config(settings), image=base_image)
+    clock = SystemClock()
+    hetzner = Hetzner(
+        settings.hcloud_token.get_secret_value(),
+        settings.hcloud_endpoint,
+        budget=RequestBudget(),
+        clock=clock,
+    )
+    ssh = SshRunner(settings.ssh_private_key_path, settings.ssh_port)
+
+    def progress(line: str) -> None:
+        # Progress on stderr: stdout carries only the result, `>> .env` ready.
+        print(f"image build: {_redact(line, secrets)}", file=sys.stderr, flush=True)
+
+    try:
+        return await build_golden_image(hetzner, ssh, config, clock=clock, log=progress)
+    finally:
+        hetzner.close()
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    settings, problems = load_settings(args.env_file)
+    if problems or settings is None:
+        for line in problems:
+            print(f"openclaw-hosted: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    logs.configure(settings.log_format, secret_values(settings))
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per connection
+    base_image = args.base_image
+    if base_image is None:
+        current = settings.hcloud_image
+        base_image = DEFAULT_BASE_IMAGE if current.isdigit() else current
+    try:
+        image_id = asyncio.run(_build_image(settings, base_image))
+    except KeyboardInterrupt:
+        print("openclaw-hosted: image build interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the error, not a traceback: an operator reads this
+        message = _redact(str(exc) or type(exc).__name__, secret_values(settings))
+        print(f"openclaw-hosted: image build failed: {message}", file=sys.stderr)
+        return 1
+    print(f"HCLOUD_IMAGE={image_id}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="openclaw-hosted", description=__doc__)
     root.add_argument("--env-file", default=".env", help="settings file (default: .env)")
@@ -100,6 +163,17 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--once", action="store_true", help="start, show, and stop")
         if name == "sim":
             sub.add_argument("--env-out", help="also write the settings to this file")
+    image = commands.add_parser("image", help="the golden image (OpenClaw preinstalled)")
+    image_commands = image.add_subparsers(dest="image_command", required=True)
+    build = image_commands.add_parser(
+        "build", help="build a golden snapshot and print HCLOUD_IMAGE=<id>"
+    )
+    build.add_argument(
+        "--base-image",
+        help=f"system image to start from (default: HCLOUD_IMAGE when it is a name, "
+        f"else {DEFAULT_BASE_IMAGE})",
+    )
+    build.set_defaults(func=cmd_image_build)
     return root
 
 
