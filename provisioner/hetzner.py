@@ -344,12 +344,12 @@ class Hetzner:
     async def wait_action(self, action_id: int, expected_s: float) -> None:
         """Poll one action through the budget until it ends; raise if it failed.
 
-        The next poll is timed from the action's own progress (the time it has taken so
-        far, scaled by what is left), so a long action costs a handful of requests and a
-        short one is noticed soon after it ends.
+        Each poll is timed from the action's own progress: the time it has taken so far
+        scaled by what is left, so the poll after the first lands about when it ends. A
+        long action costs a handful of requests; a short one is noticed soon after.
         """
         started = self.clock.now()
-        delay = max(MIN_POLL_S, expected_s * 0.05)
+        delay = max(MIN_POLL_S, min(expected_s * 0.02, 1.0))
         while True:
             await self.clock.sleep(delay)
             action = await self._call(self._client.actions.get_by_id, action_id)
@@ -363,9 +363,10 @@ class Hetzner:
                     _KINDS.get(str(error.get("code")), ErrorKind.TRANSIENT),
                 )
             elapsed = (self.clock.now() - started).total_seconds()
-            progress = max(1, int(action.progress or 0))
-            remaining = elapsed * (100 - progress) / progress if progress > 1 else expected_s
-            delay = min(MAX_POLL_S, max(MIN_POLL_S, remaining * 0.5, elapsed * 0.1))
+            progress = int(action.progress or 0)
+            # Land at its estimated end; with no progress reported yet, back off by doubling.
+            estimate = elapsed * (100 - progress) / progress if 0 < progress < 100 else elapsed
+            delay = min(MAX_POLL_S, max(MIN_POLL_S, estimate))
 
 
 MIN_POLL_S = 0.05

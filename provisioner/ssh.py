@@ -34,7 +34,7 @@ _NOTHING: Mapping[str, str] = MappingProxyType({})
 # Polling for SSH after a server boots: start fast (the simulator and a golden image
 # come up quickly), back off to a few connects a second at most.
 FIRST_POLL_S = 0.05
-POLL_GROWTH = 1.5
+POLL_SHARE = 0.1
 MAX_POLL_S = 2.0
 
 
@@ -211,7 +211,9 @@ class SshRunner:
                     raise
                 await sleep(delay)
                 spent += delay
-                delay = min(MAX_POLL_S, delay * POLL_GROWTH)
+                # Look again after a tenth of the time waited so far: never more than
+                # 10 % late, and few connects while a slow server boots.
+                delay = min(MAX_POLL_S, max(FIRST_POLL_S, spent * POLL_SHARE))
                 continue
             await _close(conn)
             log.debug("ssh %s: ready after %d attempts", ip, attempts)
