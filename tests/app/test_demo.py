@@ -96,3 +96,6 @@ def test_demo_takes_a_payment_to_an_instance(tmp_path: Path) -> None:
     assert "subscription.created for grace@example.com: HTTP 200" in result.stdout
     assert '"customer_email": "grace@example.com"' in result.stdout
     assert '"desired_state": "active"' in result.stdout
+    if os.geteuid() == 0:  # simulated servers run: the payment ends in a verified gateway
+        assert "provisioning a hardened OpenClaw server" in result.stdout
+        assert '"status": "active"' in result.stdout
