@@ -23,6 +23,7 @@ from core.settings import Settings
 from db.connection import Database
 from monitor.billing_clock import billing_tick
 from provisioner.reconciler import Reconciler
+from provisioner.transitions import delete_expired_snapshots
 from webhooks.context import WebContext
 from webhooks.paddle_api import ContactSync, PaddleCustomers
 from webhooks.server import create_app
@@ -106,6 +107,16 @@ class Service:
             seconds=settings.billing_tick_s,
             args=[core.lifecycle],
             id="billing_tick",
+            max_instances=1,
+            coalesce=True,
+        )
+        # Snapshots past their delete-after date (30 days after a destruction) go.
+        self._scheduler.add_job(
+            delete_expired_snapshots,
+            "interval",
+            hours=6,
+            args=[self.reconciler.infra],
+            id="snapshot_retention",
             max_instances=1,
             coalesce=True,
         )

@@ -26,6 +26,8 @@ class Infra:
     records: InstanceRecords
     ssh_key_id: int | None = None  # set once the project's key and firewall are ensured
     project_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Instances between the MAX_SERVERS check and their server's id being recorded.
+    creating: set[str] = field(default_factory=set)
     # Gateway passwords between install and verify, in memory only: after a crash,
     # verify reads the password back from the server instead.
     passwords: dict[str, str] = field(default_factory=dict)

@@ -79,8 +79,18 @@ async def create(infra: Infra, instance: aiosqlite.Row) -> Outcome:
             location=existing.location,
         )
         return Next("boot")
-    if await _servers_in_use(infra) >= infra.config.max_servers:
-        return Wait(LIMIT_WAIT_S, f"MAX_SERVERS ({infra.config.max_servers}) reached")
+    async with infra.project_lock:  # the check and the reservation, atomically
+        if await _servers_in_use(infra) + len(infra.creating) >= infra.config.max_servers:
+            return Wait(LIMIT_WAIT_S, f"MAX_SERVERS ({infra.config.max_servers}) reached")
+        infra.creating.add(instance_id)
+    try:
+        return await _create_server(infra, instance, name)
+    finally:
+        infra.creating.discard(instance_id)
+
+
+async def _create_server(infra: Infra, instance: aiosqlite.Row, name: str) -> Outcome:
+    instance_id = instance["id"]
     key_id = await ensure_project(infra)
     host_key = new_host_key()
     # Pinned before the server exists: a crash after create adopts it with this key.

@@ -12,6 +12,7 @@ from core.models import ACTOR_API, OperationKind, Plan
 from provisioner.cloud_init import new_host_key
 from provisioner.config import MANAGED_SELECTOR
 from provisioner.provisioning import ensure_project
+from provisioner.transitions import delete_expired_snapshots
 from sim.hetzner import ServerListener
 from sim.hetzner_model import SimServer
 from sim.vps import VpsSim
@@ -194,3 +195,27 @@ async def test_every_operation_runs_once(world: World) -> None:
     assert instance["status"] == "active"
     assert len(await world.notifications("setup")) == 2  # a new setup message after rebuild
     assert len(world.servers()) == 1
+
+
+async def test_max_servers_waits_and_alerts(world: World) -> None:
+    world.infra.config = dataclasses.replace(world.infra.config, max_servers=1)
+    first, second = await world.provision(), await world.provision("bo@example.com")
+    await world.reconciler.settle()
+    assert (await world.instance(first))["status"] == "active"
+    waiting = await world.instance(second)
+    assert waiting["status"] == "provisioning" and "MAX_SERVERS" in waiting["last_error"]
+    assert len(world.servers()) == 1
+    [alert] = await world.notifications("instance_waiting")
+    assert second in alert["body"]
+
+
+async def test_expired_snapshots_are_deleted(world: World) -> None:
+    instance_id = await world.provision()
+    await world.reconciler.settle()
+    await world.core.admin.destroy(instance_id, ACTOR_API)
+    await world.reconciler.settle()
+    assert await delete_expired_snapshots(world.infra) == 0  # kept for 30 days
+    [snapshot] = [i for i in world.hetzner_sim.state.images.values() if i.type == "snapshot"]
+    snapshot.labels["delete-after"] = "2020-01-01"  # time passes
+    assert await delete_expired_snapshots(world.infra) == 1
+    assert not [i for i in world.hetzner_sim.state.images.values() if i.type == "snapshot"]
