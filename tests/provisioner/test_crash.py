@@ -87,11 +87,14 @@ async def test_sigkill_at_every_step_converges_to_one_server(
         raise AssertionError("the service did not start")
 
     process = await start()
-    async with aiohttp.ClientSession() as session, session.post(
-        f"http://127.0.0.1:{port}/api/provision",
-        json={"customer_email": "crash@example.com"},
-        headers={"X-API-Key": ADMIN_KEY},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}/api/provision",
+            json={"customer_email": "crash@example.com"},
+            headers={"X-API-Key": ADMIN_KEY},
+        ) as response,
+    ):
         instance_id = (await response.json())["instance_id"]
     killed_at = []
     try:
