@@ -76,7 +76,7 @@ def config_for(public_key: str, **overrides: Any) -> ProvisionerConfig:
         "server_type": "cax11",
         "image": "ubuntu-24.04",
         "locations": ("fsn1", "nbg1", "hel1"),
-        "max_servers": 10,
+        "max_servers": 50,
         "ssh_port": 2222,
         "gateway_port": 18789,
         "openclaw_version": "2026.9.6",
