@@ -12,26 +12,30 @@ from pathlib import Path
 from app import logs
 from app.config import load_settings
 from app.demo import run_demo, run_simulators
-from app.provisioning import provisioner_config
+from app.provisioning import build_hetzner, build_ssh, provisioner_config
 from app.service import AlreadyRunning, Service, run_until_signalled
 from core.clock import SystemClock
 from core.settings import Settings, StorageSettings, secret_values
 from db.connection import Database
-from provisioner.budget import RequestBudget
-from provisioner.hetzner import Hetzner
 from provisioner.image import build_golden_image
-from provisioner.ssh import SshRunner
+from provisioner.records import redact
 
 EXIT_CONFIG = 2
 # A golden image is built on a stock system image, never on an older golden image.
 DEFAULT_BASE_IMAGE = "ubuntu-24.04"
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace) -> Settings | None:
+    """The settings, or None after printing every problem, one line each."""
     settings, problems = load_settings(args.env_file)
-    if problems or settings is None:
-        for line in problems:
-            print(f"openclaw-hosted: {line}", file=sys.stderr)
+    for line in problems:
+        print(f"openclaw-hosted: {line}", file=sys.stderr)
+    return None if problems else settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
         return EXIT_CONFIG
     logs.configure(settings.log_format, secret_values(settings))
     try:
@@ -84,27 +88,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _redact(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text
-
-
 async def _build_image(settings: Settings, base_image: str) -> int:
     secrets = secret_values(settings)
     config = dataclasses.replace(provisioner_config(settings), image=base_image)
     clock = SystemClock()
-    hetzner = Hetzner(
-        settings.hcloud_token.get_secret_value(),
-        settings.hcloud_endpoint,
-        budget=RequestBudget(),
-        clock=clock,
-    )
-    ssh = SshRunner(settings.ssh_private_key_path, settings.ssh_port)
+    hetzner = build_hetzner(settings, clock)
+    ssh = build_ssh(settings)
 
     def progress(line: str) -> None:
         # Progress on stderr: stdout carries only the result, `>> .env` ready.
-        print(f"image build: {_redact(line, secrets)}", file=sys.stderr, flush=True)
+        print(f"image build: {redact(line, secrets)}", file=sys.stderr, flush=True)
 
     try:
         return await build_golden_image(hetzner, ssh, config, clock=clock, log=progress)
@@ -113,10 +106,8 @@ async def _build_image(settings: Settings, base_image: str) -> int:
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
-    settings, problems = load_settings(args.env_file)
-    if problems or settings is None:
-        for line in problems:
-            print(f"openclaw-hosted: {line}", file=sys.stderr)
+    settings = _settings(args)
+    if settings is None:
         return EXIT_CONFIG
     logs.configure(settings.log_format, secret_values(settings))
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per connection
@@ -130,7 +121,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
         print("openclaw-hosted: image build interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the error, not a traceback: an operator reads this
-        message = _redact(str(exc) or type(exc).__name__, secret_values(settings))
+        message = redact(str(exc) or type(exc).__name__, secret_values(settings))
         print(f"openclaw-hosted: image build failed: {message}", file=sys.stderr)
         return 1
     print(f"HCLOUD_IMAGE={image_id}")

@@ -51,16 +51,30 @@ def provisioner_config(settings: Settings) -> ProvisionerConfig:
     )
 
 
-def build_reconciler(
-    settings: Settings, db: Database, clock: Clock, http: aiohttp.ClientSession
-) -> Reconciler:
-    config = provisioner_config(settings)
-    hetzner = Hetzner(
+def build_hetzner(settings: Settings, clock: Clock) -> Hetzner:
+    """The process's one Hetzner client, with the one request budget."""
+    return Hetzner(
         settings.hcloud_token.get_secret_value(),
         settings.hcloud_endpoint,
         budget=RequestBudget(),
         clock=clock,
     )
-    ssh = SshRunner(settings.ssh_private_key_path, settings.ssh_port)
-    infra = Infra(config, db, clock, hetzner, ssh, http, InstanceRecords(db, clock))
+
+
+def build_ssh(settings: Settings) -> SshRunner:
+    return SshRunner(settings.ssh_private_key_path, settings.ssh_port)
+
+
+def build_reconciler(
+    settings: Settings, db: Database, clock: Clock, http: aiohttp.ClientSession
+) -> Reconciler:
+    infra = Infra(
+        provisioner_config(settings),
+        db,
+        clock,
+        build_hetzner(settings, clock),
+        build_ssh(settings),
+        http,
+        InstanceRecords(db, clock),
+    )
     return Reconciler(infra)

@@ -142,19 +142,22 @@ async def _restore_image(infra: Infra, instance: aiosqlite.Row) -> int | None:
     return latest.id
 
 
-async def boot(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+async def ssh_ready(infra: Infra, ip: str, host_key: str) -> Outcome | None:
+    """None once SSH answers with the pinned key; otherwise what the step should do."""
     try:
         await infra.ssh.wait_ready(
-            instance["server_ip"],
-            instance["ssh_host_key"],
-            timeout_s=infra.config.ssh_ready_timeout_s,
-            sleep=infra.clock.sleep,
+            ip, host_key, timeout_s=infra.config.ssh_ready_timeout_s, sleep=infra.clock.sleep
         )
     except HostKeyMismatch as exc:
         return Fail(f"host key mismatch, not connecting: {exc}")
     except SshUnavailable as exc:
         return Retry(f"ssh not reachable: {exc}")
-    return Next("install")
+    return None
+
+
+async def boot(infra: Infra, instance: aiosqlite.Row) -> Outcome:
+    waiting = await ssh_ready(infra, instance["server_ip"], instance["ssh_host_key"])
+    return waiting or Next("install")
 
 
 def reboot_hour(instance_id: str) -> int:

@@ -11,8 +11,7 @@ from provisioner.config import MANAGED_LABEL, MANAGED_VALUE
 from provisioner.hetzner import HetznerError
 from provisioner.infra import Infra
 from provisioner.outcomes import Fail, Next, Outcome, Retry
-from provisioner.provisioning import wait_ready
-from provisioner.ssh import HostKeyMismatch, SshUnavailable
+from provisioner.provisioning import ssh_ready, wait_ready
 
 
 async def suspend(infra: Infra, instance: aiosqlite.Row) -> Outcome:
@@ -61,17 +60,9 @@ async def resume(infra: Infra, instance: aiosqlite.Row) -> Outcome:
     if server.status != "running":
         action = await infra.hetzner.power_on(server.id)
         await infra.hetzner.wait_action(action, infra.config.expected_s["power"])
-    try:
-        await infra.ssh.wait_ready(
-            server.ip or instance["server_ip"],
-            instance["ssh_host_key"],
-            timeout_s=infra.config.ssh_ready_timeout_s,
-            sleep=infra.clock.sleep,
-        )
-    except HostKeyMismatch as exc:
-        return Fail(f"host key mismatch, not connecting: {exc}")
-    except SshUnavailable as exc:
-        return Retry(f"ssh not reachable after power on: {exc}")
+    waiting = await ssh_ready(infra, server.ip or instance["server_ip"], instance["ssh_host_key"])
+    if waiting is not None:
+        return waiting
     if not await wait_ready(infra, instance):
         return Retry("gateway not ready after power on")
     await infra.records.set_status(
