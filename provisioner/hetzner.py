@@ -118,6 +118,13 @@ def _id(value: int | None) -> int:
     return int(value)
 
 
+def _image(image: str | int) -> Image:
+    """An image by id (an int, or a string of digits as HCLOUD_IMAGE holds) or by name."""
+    if isinstance(image, int) or image.isdigit():
+        return Image(id=int(image))
+    return Image(name=image)
+
+
 def _server_info(server: Any) -> ServerInfo:
     ipv4 = server.public_net.ipv4 if server.public_net else None
     return ServerInfo(
@@ -269,7 +276,7 @@ class Hetzner:
         user_data: str,
         labels: dict[str, str],
     ) -> tuple[ServerInfo, list[int]]:
-        image_ref = Image(id=image) if isinstance(image, int) else Image(name=image)
+        image_ref = _image(image)
         response = await self._call(
             self._client.servers.create,
             name=name,
@@ -305,7 +312,7 @@ class Hetzner:
         return await self._server_action("delete", server_id)
 
     async def rebuild(self, server_id: int, image: str | int) -> int:
-        image_ref = Image(id=image) if isinstance(image, int) else Image(name=image)
+        image_ref = _image(image)
         result = await self._call(self._client.servers.rebuild, Server(id=server_id), image_ref)
         return _id(result.action.id)
 
