@@ -9,6 +9,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from core.clock import Clock
+from core.gateway_control import GatewayControl
+from core.login_tokens import LoginTokens
 from core.services import CoreServices
 from core.settings import Settings
 from db.connection import Database
@@ -43,6 +45,9 @@ class WebContext:
     metrics: Metrics = field(default_factory=Metrics)
     # Called after a Paddle event is applied, e.g. to look up a new customer's email now.
     on_paddle_event: Callable[[], None] = lambda: None
+    # The customer's way in (/login/<token>): set by app/ once the provisioner exists.
+    login_tokens: LoginTokens | None = None
+    gateway: GatewayControl | None = None
 
     @property
     def db(self) -> Database:
