@@ -21,6 +21,7 @@ TABLES = frozenset(
         "events",
         "paddle_events",
         "notifications",
+        "login_tokens",
     }
 )
 
