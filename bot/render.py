@@ -1,0 +1,101 @@
+"""HTML for the ops group: everything from the database or a user is escaped, ids sit in
+<code> so that a tap copies them, and nothing secret is ever part of a row we render."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import aiosqlite
+
+from core.models import Status
+
+STATUS_EMOJI: dict[str, str] = {
+    Status.PROVISIONING: "⏳",
+    Status.ACTIVE: "🟢",
+    Status.SUSPENDED: "⏸",
+    Status.FAILED: "🔴",
+    Status.DESTROYED: "⚫",
+}
+HEALTH_EMOJI: dict[str, str] = {"healthy": "💚", "unhealthy": "💔", "unknown": "❔"}
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=False)
+
+
+def code(value: Any) -> str:
+    return f"<code>{esc(value)}</code>"
+
+
+def status_badge(status: str) -> str:
+    return f"{STATUS_EMOJI.get(status, '❓')} {esc(status)}"
+
+
+def instance_line(row: aiosqlite.Row) -> str:
+    """One /list line: emoji, copyable id, customer, plan."""
+    email = row["customer_email"] or "(no email yet)"
+    emoji = STATUS_EMOJI.get(row["status"], "❓")
+    return f"{emoji} {code(row['id'])} {esc(email)} · {esc(row['plan'])}"
+
+
+def instance_card(row: aiosqlite.Row) -> str:
+    """The /status card. Only public facts: never the password hash, keys or tokens."""
+    lines = [
+        f"<b>{esc(row['id'])}</b> {status_badge(row['status'])}",
+        f"Customer: {esc(row['customer_email'] or '(no email yet)')} {code(row['customer_id'])}",
+        f"Plan: {esc(row['plan'])}",
+    ]
+    if row["subscription_id"]:
+        lines.append(f"Subscription: {code(row['subscription_id'])}")
+    if row["purchase_id"]:
+        lines.append(f"Purchase: {code(row['purchase_id'])}")
+    desired = esc(row["desired_state"])
+    if row["desired_reason"]:
+        desired += f" ({esc(row['desired_reason'])})"
+    lines.append(f"Desired: {desired}")
+    health = row["health_status"]
+    lines.append(f"Health: {HEALTH_EMOJI.get(health, '❔')} {esc(health)}")
+    if row["server_name"]:
+        lines.append(f"Server: {code(row['server_name'])} {esc(row['location'] or '')}".rstrip())
+    if row["server_ip"]:
+        lines.append(f"IP: {code(row['server_ip'])}")
+    if row["step"]:
+        lines.append(f"Step: {esc(row['step'])} (attempt {esc(row['attempts'])})")
+    if row["last_error"]:
+        lines.append(f"Last error: {esc(row['last_error'])}")
+    if row["admin_hold"]:
+        lines.append(
+            f"Admin hold: {esc(row['admin_hold'])} by {esc(row['hold_actor'])}"
+            f" ({esc(row['hold_reason'] or '')})"
+        )
+    if row["muted_until"]:
+        lines.append(f"Muted until: {esc(row['muted_until'])}")
+    lines.append(f"Created: {esc(row['created_at'])}")
+    return "\n".join(lines)
+
+
+def usd(amount: float) -> str:
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}"
+
+
+def eur(amount: float) -> str:
+    sign = "-" if amount < 0 else ""
+    return f"{sign}€{abs(amount):,.2f}"
+
+
+# The provision log is redacted before it is stored; this is the second lock on the door.
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)\b(password|passwd|pass|token|secret|api[_-]?key|authorization|bearer)"
+    r"(\"?\s*[:=]\s*\"?|\s+)([^\s\"',;]+)"
+)
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+)
+
+
+def redact(text: str) -> str:
+    text = _PRIVATE_KEY.sub("[redacted private key]", text)
+    return _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
