@@ -18,6 +18,8 @@ from typing import Any
 
 import requests
 
+LONG_HORIZON_S = 10.0
+
 
 class RequestBudget:
     """A thread-safe token bucket that learns Hetzner's real state from its headers."""
@@ -85,11 +87,16 @@ class RequestBudget:
                     seconds_to_full = float(reset) - time.time()
                 except ValueError:
                     return
-                # Reset is a whole second: allowing a second more than it says makes
-                # every estimate err slow, so the fastest one seen is still safe.
+                # Reset is a whole second: a second more than it says makes every
+                # estimate err slow. Over a long horizon that rounding hardly matters,
+                # so believe the estimate either way (a slower bucket than we assumed);
+                # over a short one it is noisy, so let it only speed us up.
                 if seconds_to_full > 0:
                     estimate = (limit - remaining) / (seconds_to_full + 1)
-                    self.refill_per_s = max(self.refill_per_s, estimate)
+                    if seconds_to_full >= LONG_HORIZON_S:
+                        self.refill_per_s = estimate
+                    else:
+                        self.refill_per_s = max(self.refill_per_s, estimate)
 
     @property
     def tokens(self) -> float:

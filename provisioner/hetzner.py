@@ -108,6 +108,7 @@ class SnapshotInfo:
     description: str
     labels: dict[str, str]
     created: str
+    status: str = "available"  # "creating" while its action runs
 
 
 def _id(value: int | None) -> int:
@@ -335,7 +336,13 @@ class Hetzner:
             self._client.images.get_all, type=["snapshot"], label_selector=label_selector
         )
         return [
-            SnapshotInfo(_id(i.id), str(i.description or ""), dict(i.labels or {}), str(i.created))
+            SnapshotInfo(
+                _id(i.id),
+                str(i.description or ""),
+                dict(i.labels or {}),
+                str(i.created),
+                str(i.status or "available"),
+            )
             for i in images
         ]
 
@@ -358,6 +365,10 @@ class Hetzner:
         started = self.clock.now()
         delay = max(MIN_POLL_S, min(expected_s * 0.02, 1.0))
         while True:
+            if (self.clock.now() - started).total_seconds() > expected_s * ACTION_PATIENCE:
+                raise HetznerError(
+                    "action_timeout", f"action {action_id} still running", ErrorKind.TRANSIENT
+                )
             await self.clock.sleep(delay)
             action = await self._call(self._client.actions.get_by_id, action_id)
             if action.status == "success":
@@ -376,5 +387,7 @@ class Hetzner:
             delay = min(MAX_POLL_S, max(MIN_POLL_S, estimate))
 
 
+# An action still running after this many times its expected duration is stuck.
+ACTION_PATIENCE = 30
 MIN_POLL_S = 0.05
 MAX_POLL_S = 10.0

@@ -30,4 +30,4 @@ class Infra:
     creating: set[str] = field(default_factory=set)
     # Gateway passwords between install and verify, in memory only: after a crash,
     # verify reads the password back from the server instead.
-    passwords: dict[str, str] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)

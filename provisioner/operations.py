@@ -1,16 +1,35 @@
-"""One-shot operations: each marked running before it starts and done or failed after,
-so it runs once; one that crashed mid-way is run again from the start."""
+"""One-shot operations: each marked running before it starts and done or failed after.
+One interrupted by a crash runs again, but what it already did is not done twice: the
+Hetzner action it started is recorded on the operation and awaited instead of
+repeated, and its snapshot carries the operation's id."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
 
 import aiosqlite
 
 from core.models import OperationKind, OperationState, Status
 from provisioner.infra import Infra
-from provisioner.provisioning import wait_ready
+from provisioner.provisioning import find_server, ssh_ready, wait_ready
 from provisioner.transitions import take_snapshot
 
 Result = tuple[OperationState, str]
+
+
+async def _action_once(
+    infra: Infra, operation: aiosqlite.Row, name: str, start: Callable[[], Awaitable[int]]
+) -> None:
+    """Start a Hetzner action once per operation and wait for it; after a crash, wait for
+    the one already started instead of starting another."""
+    progress = json.loads(operation["result"] or "{}") if operation["result"] else {}
+    action = progress.get(name)
+    if not isinstance(action, int):
+        action = await start()
+        await infra.records.operation_progress(operation["id"], {**progress, name: action})
+    await infra.hetzner.wait_action(action, infra.config.expected_s[name])
+
 
 # The operations that need a running, active instance.
 NEEDS_ACTIVE = {
@@ -21,7 +40,9 @@ NEEDS_ACTIVE = {
 }
 
 
-async def restart_gateway(infra: Infra, instance: aiosqlite.Row) -> Result:
+async def restart_gateway(
+    infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row
+) -> Result:
     result = await infra.ssh.run(
         instance["server_ip"], instance["ssh_host_key"], "systemctl restart openclaw-gateway\n"
     )
@@ -32,25 +53,21 @@ async def restart_gateway(infra: Infra, instance: aiosqlite.Row) -> Result:
     return OperationState.DONE, "gateway restarted and ready"
 
 
-async def reboot(infra: Infra, instance: aiosqlite.Row) -> Result:
-    action = await infra.hetzner.reboot(instance["hetzner_server_id"])
-    await infra.hetzner.wait_action(action, infra.config.expected_s["reboot"])
-    await infra.ssh.wait_ready(
-        instance["server_ip"],
-        instance["ssh_host_key"],
-        timeout_s=infra.config.ssh_ready_timeout_s,
-        sleep=infra.clock.sleep,
-    )
+async def reboot(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
+    server_id = instance["hetzner_server_id"]
+    await _action_once(infra, operation, "reboot", lambda: infra.hetzner.reboot(server_id))
+    waiting = await ssh_ready(infra, instance["server_ip"], instance["ssh_host_key"])
+    if waiting is not None:
+        return OperationState.FAILED, f"ssh after the reboot: {waiting}"
     if not await wait_ready(infra, instance):
         return OperationState.FAILED, "gateway not ready after the reboot"
     return OperationState.DONE, "rebooted; gateway ready"
 
 
-async def reprovision(infra: Infra, instance: aiosqlite.Row) -> Result:
+async def reprovision(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
     """Snapshot, rebuild the same server (same address), then provision it anew: a new
     password and a new setup message. Without a server, start from its creation."""
-    server_id = instance["hetzner_server_id"]
-    server = await infra.hetzner.server(server_id) if server_id else None
+    server = await find_server(infra, instance)
     if server is None:
         await infra.records.set_status(
             instance["id"],
@@ -61,16 +78,18 @@ async def reprovision(infra: Infra, instance: aiosqlite.Row) -> Result:
             last_error=None,
         )
         return OperationState.DONE, "no server: provisioning a new one"
-    image_id = await take_snapshot(infra, instance, "reprovision")
-    action = await infra.hetzner.rebuild(server.id, infra.config.image)
-    await infra.hetzner.wait_action(action, infra.config.expected_s["rebuild"])
+    once = f"op-{operation['id']}"
+    image_id = await take_snapshot(infra, instance, "reprovision", once_per=once)
+    await _action_once(
+        infra, operation, "rebuild", lambda: infra.hetzner.rebuild(server.id, infra.config.image)
+    )
     await infra.records.set_status(
         instance["id"], Status.PROVISIONING, step="boot", attempts=0, reinstalls=0, last_error=None
     )
     return OperationState.DONE, f"snapshot {image_id}, rebuilt; provisioning again"
 
 
-async def retry(infra: Infra, instance: aiosqlite.Row) -> Result:
+async def retry(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
     """Back to provisioning at the step that failed, with a fresh set of attempts."""
     step = instance["step"] or "project"
     await infra.records.set_status(
@@ -84,16 +103,17 @@ async def retry(infra: Infra, instance: aiosqlite.Row) -> Result:
     return OperationState.DONE, f"retrying from {step}"
 
 
-async def snapshot(infra: Infra, instance: aiosqlite.Row) -> Result:
-    image_id = await take_snapshot(infra, instance, "manual")
+async def snapshot(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
+    image_id = await take_snapshot(infra, instance, "manual", once_per=f"op-{operation['id']}")
     return OperationState.DONE, f"snapshot {image_id}"
 
 
-async def upgrade(infra: Infra, instance: aiosqlite.Row) -> Result:
+async def upgrade(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
     return OperationState.FAILED, "fleet upgrades are not built yet"
 
 
-async def run_operation(infra: Infra, instance: aiosqlite.Row, kind: OperationKind) -> Result:
+async def run_operation(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
+    kind = OperationKind(operation["kind"])
     status = instance["status"]
     if kind in NEEDS_ACTIVE and status != Status.ACTIVE:
         return OperationState.FAILED, f"{kind.value} needs an active instance; it is {status}"
@@ -107,4 +127,4 @@ async def run_operation(infra: Infra, instance: aiosqlite.Row, kind: OperationKi
         OperationKind.SNAPSHOT: snapshot,
         OperationKind.UPGRADE: upgrade,
     }[kind]
-    return await handler(infra, instance)
+    return await handler(infra, instance, operation)

@@ -11,11 +11,9 @@ import aiosqlite
 import provisioner.gateway as gateway
 from core.clock import to_iso
 from core.ids import server_name
-from core.journal import notify_customer
-from core.models import Status
 from provisioner.cloud_init import new_host_key, user_data
 from provisioner.config import MANAGED_LABEL, MANAGED_SELECTOR, MANAGED_VALUE, ProvisionerConfig
-from provisioner.hetzner import ErrorKind, Hetzner, HetznerError
+from provisioner.hetzner import ErrorKind, Hetzner, HetznerError, ServerInfo
 from provisioner.infra import Infra
 from provisioner.install import install_script, new_gateway_password, password_hash
 from provisioner.outcomes import Fail, Next, Outcome, Retry, Wait
@@ -70,15 +68,7 @@ async def create(infra: Infra, instance: aiosqlite.Row) -> Outcome:
     name = server_name(instance_id)
     existing = await infra.hetzner.server_by_name(name)
     if existing is not None:  # the name is the idempotency key: adopt, never duplicate
-        if not instance["ssh_host_key"]:
-            return Fail(f"server {name} exists but its host key was never recorded")
-        await infra.records.save(
-            instance_id,
-            hetzner_server_id=existing.id,
-            server_ip=existing.ip,
-            location=existing.location,
-        )
-        return Next("boot")
+        return await _adopt(infra, instance, existing)
     async with infra.project_lock:  # the check and the reservation, atomically
         if await _servers_in_use(infra) + len(infra.creating) >= infra.config.max_servers:
             return Wait(LIMIT_WAIT_S, f"MAX_SERVERS ({infra.config.max_servers}) reached")
@@ -116,20 +106,51 @@ async def _create_server(infra: Infra, instance: aiosqlite.Row, name: str) -> Ou
             if exc.kind is ErrorKind.CAPACITY:
                 await infra.records.append_log(instance_id, f"{location}: {exc.code}, next")
                 continue
+            if exc.code == "uniqueness_error":
+                # hcloud resent a POST that timed out: the first one made the server.
+                found = await infra.hetzner.server_by_name(name)
+                if found is not None:
+                    return await _adopt(infra, await infra.records.load(instance_id), found)
             raise
-        price = await infra.hetzner.monthly_price_eur(infra.config.server_type, location)
+        # Recorded at once: from here on nothing may lose track of this server.
         await infra.records.save(
-            instance_id,
-            hetzner_server_id=server.id,
-            server_ip=server.ip,
-            location=location,
-            server_monthly_price_eur=price,
+            instance_id, hetzner_server_id=server.id, server_ip=server.ip, location=location
         )
         await infra.records.append_log(instance_id, f"created {name} in {location} ({server.ip})")
+        await _record_price(infra, instance_id, location)
         for action_id in actions:
             await infra.hetzner.wait_action(action_id, infra.config.expected_s["create"])
         return Next("boot")
     return Retry("no capacity in any location: " + ", ".join(infra.config.locations))
+
+
+async def _adopt(infra: Infra, instance: aiosqlite.Row, server: ServerInfo) -> Outcome:
+    """A server with this instance's name exists (a crash, a resent POST): it is ours."""
+    if not instance["ssh_host_key"]:
+        return Fail(f"server {server.name} exists but its host key was never recorded")
+    await infra.records.save(
+        instance["id"], hetzner_server_id=server.id, server_ip=server.ip, location=server.location
+    )
+    if instance["server_monthly_price_eur"] is None and server.location:
+        await _record_price(infra, instance["id"], server.location)
+    return Next("boot")
+
+
+async def _record_price(infra: Infra, instance_id: str, location: str) -> None:
+    """The server type's monthly price, for /stats; a failed lookup costs only that."""
+    try:
+        price = await infra.hetzner.monthly_price_eur(infra.config.server_type, location)
+    except HetznerError as exc:
+        await infra.records.append_log(instance_id, f"price lookup failed: {exc.code}")
+        return
+    await infra.records.save(instance_id, server_monthly_price_eur=price)
+
+
+async def find_server(infra: Infra, instance: aiosqlite.Row) -> ServerInfo | None:
+    """The instance's server: by its recorded id, else by its name (never lose one)."""
+    if instance["hetzner_server_id"]:
+        return await infra.hetzner.server(instance["hetzner_server_id"])
+    return await infra.hetzner.server_by_name(server_name(instance["id"]))
 
 
 async def _restore_image(infra: Infra, instance: aiosqlite.Row) -> int | None:
@@ -240,27 +261,9 @@ async def verify(infra: Infra, instance: aiosqlite.Row) -> Outcome:
 
 async def announce(infra: Infra, instance: aiosqlite.Row) -> Outcome:
     """Active: queue the setup message (rendered, with a fresh login link, at send time)."""
-    instance_id = instance["id"]
-    now = infra.clock.now()
     control_ui = f"http://{instance['server_ip']}:{infra.config.gateway_port}/"
-    async with infra.db.transaction() as conn:
-        await notify_customer(
-            conn,
-            now,
-            instance["customer_id"],
-            "setup",
-            instance_id=instance_id,
-            ref={"control_ui": control_ui},
-        )
-    await infra.records.set_status(
-        instance_id,
-        Status.ACTIVE,
-        step=None,
-        attempts=0,
-        next_attempt_at=None,
-        last_error=None,
-        reinstalls=0,
-        setup_sent_at=to_iso(now),
+    await infra.records.activate(
+        instance["id"], instance["customer_id"], {"control_ui": control_ui}
     )
     return Next(None)
 

@@ -33,12 +33,12 @@ Work = Callable[[Infra, aiosqlite.Row], Awaitable[Outcome]]
 
 # Instances with something to do: the work-finding query's cheap first cut.
 _CANDIDATES = """
-SELECT id FROM instances i WHERE (i.next_attempt_at IS NULL OR i.next_attempt_at <= ?) AND (
+SELECT id FROM instances i WHERE ((i.next_attempt_at IS NULL OR i.next_attempt_at <= ?) AND (
     (i.desired_state = 'active' AND i.status IN ('provisioning', 'suspended'))
  OR (i.desired_state = 'suspended' AND i.status IN ('provisioning', 'active', 'failed'))
- OR (i.desired_state = 'destroyed' AND i.status != 'destroyed')
+ OR (i.desired_state = 'destroyed' AND i.status != 'destroyed')))
  OR EXISTS (SELECT 1 FROM operations o WHERE o.instance_id = i.id
-            AND o.state IN ('pending', 'running')))
+            AND o.state IN ('pending', 'running'))
 ORDER BY i.created_at
 """
 
@@ -74,11 +74,11 @@ class Reconciler:
     async def run(self) -> None:
         """Forever: start work for every instance that needs it, then wait for a wake-up."""
         while True:
+            self._wake.clear()  # before the pass: a wake during it means look again
             try:
                 await self.reconcile_all()
             except Exception:
                 log.exception("reconcile pass failed; trying again")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.tick_s)
 
@@ -122,13 +122,14 @@ class Reconciler:
         """Take steps for one instance until it converges, waits, or fails."""
         while True:
             instance = await self.records.load(instance_id)
-            due = instance["next_attempt_at"]
-            if due and from_iso(due) > self.infra.clock.now():
-                return
+            # An admin's operation does not wait for a backoff (it is how they intervene).
             operation = await self.records.next_operation(instance_id)
             if operation is not None and self._operation_first(instance, operation):
                 await self._run_operation(instance, operation)
                 continue
+            due = instance["next_attempt_at"]
+            if due and from_iso(due) > self.infra.clock.now():
+                return
             work = self._work(instance)
             if work is None:
                 return
@@ -205,7 +206,7 @@ class Reconciler:
             backoff = self.infra.config.step_backoff_s
             await self.records.append_log(instance_id, f"{step}: {outcome.error}")
             if attempts > len(backoff):
-                await self.records.fail(instance_id, step, outcome.error)
+                await self.records.fail(instance_id, step, outcome.error, look_again_s=backoff[-1])
                 return False
             retry_at = now + timedelta(seconds=backoff[attempts - 1])
             await self.records.save(
@@ -223,7 +224,8 @@ class Reconciler:
             )
             return False
         await self.records.append_log(instance_id, f"{step}: {outcome.error}")
-        await self.records.fail(instance_id, step, outcome.error)
+        look_again = self.infra.config.step_backoff_s[-1]
+        await self.records.fail(instance_id, step, outcome.error, look_again_s=look_again)
         return False
 
     async def _run_operation(self, instance: aiosqlite.Row, operation: aiosqlite.Row) -> None:
@@ -233,7 +235,7 @@ class Reconciler:
             state, result = OperationState.CANCELED, "the instance is being destroyed"
         else:
             try:
-                state, result = await operations.run_operation(self.infra, instance, kind)
+                state, result = await operations.run_operation(self.infra, instance, operation)
             except Exception as exc:
                 state, result = OperationState.FAILED, f"{type(exc).__name__}: {exc}"
         await self.records.finish_operation(operation, state, result)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 import aiosqlite
 
 from core.clock import Clock, to_iso
-from core.journal import notify_ops, record_event
+from core.journal import notify_customer, notify_ops, record_event
 from core.models import OperationState, Status
 from db.connection import Database
 from db.records import update
@@ -68,32 +69,100 @@ class InstanceRecords:
             await update(conn, "instances", "id", instance_id, changes)
             if before is not None and before["status"] != status.value:
                 await record_event(
-                    conn, now, ACTOR, "status_changed", instance_id=instance_id,
+                    conn,
+                    now,
+                    ACTOR,
+                    "status_changed",
+                    instance_id=instance_id,
                     customer_id=before["customer_id"],
                     payload={"from": before["status"], "to": status.value},
-                )  # fmt: skip
+                )
         log.info("status %s", status.value, extra={"instance_id": instance_id})
 
-    async def fail(self, instance_id: str, step: str | None, error: str) -> None:
-        """`failed`, with the alert the operators need: instance, step, error, never a secret."""
+    async def fail(
+        self, instance_id: str, step: str | None, error: str, *, look_again_s: float
+    ) -> None:
+        """`failed`, with the alert the operators need: instance, step, error, never a
+        secret. A failed instance that must still be suspended or destroyed is tried
+        again after `look_again_s`, without a second alert for the same failure."""
         now = self.clock.now()
         async with self.db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT status, last_error FROM instances WHERE id = ?", (instance_id,)
+            )
+            before = next(iter(rows), None)
+            repeated = (
+                before is not None
+                and before["status"] == Status.FAILED.value
+                and before["last_error"] == error[:1000]
+            )
             await update(
-                conn, "instances", "id", instance_id,
-                {"status": Status.FAILED.value, "last_error": error[:1000], "next_attempt_at": None,
-                 "pending_action_id": None, "updated_at": to_iso(now)},
-            )  # fmt: skip
+                conn,
+                "instances",
+                "id",
+                instance_id,
+                {
+                    "status": Status.FAILED.value,
+                    "last_error": error[:1000],
+                    "next_attempt_at": to_iso(now + timedelta(seconds=look_again_s)),
+                    "pending_action_id": None,
+                    "updated_at": to_iso(now),
+                },
+            )
+            if repeated:
+                return
             await record_event(
-                conn, now, ACTOR, "failed", instance_id=instance_id,
+                conn,
+                now,
+                ACTOR,
+                "failed",
+                instance_id=instance_id,
                 payload={"step": step, "error": error[:1000]},
-            )  # fmt: skip
+            )
             await notify_ops(
-                conn, now, "instance_failed",
+                conn,
+                now,
+                "instance_failed",
                 f"{instance_id} failed at step {step or '-'}: {error[:500]}. The server is kept; "
                 "/retry or /reprovision when ready.",
                 instance_id=instance_id,
-            )  # fmt: skip
+            )
         log.error("failed at %s: %s", step, error, extra={"instance_id": instance_id})
+
+    async def activate(self, instance_id: str, customer_id: str, setup_ref: dict[str, Any]) -> None:
+        """`active`, and the setup message queued, in one transaction: a crash never
+        leaves one without the other, nor sends the message twice."""
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            await notify_customer(
+                conn, now, customer_id, "setup", instance_id=instance_id, ref=setup_ref
+            )
+            await update(
+                conn,
+                "instances",
+                "id",
+                instance_id,
+                {
+                    "status": Status.ACTIVE.value,
+                    "step": None,
+                    "attempts": 0,
+                    "next_attempt_at": None,
+                    "last_error": None,
+                    "reinstalls": 0,
+                    "setup_sent_at": to_iso(now),
+                    "updated_at": to_iso(now),
+                },
+            )
+            await record_event(
+                conn,
+                now,
+                ACTOR,
+                "status_changed",
+                instance_id=instance_id,
+                customer_id=customer_id,
+                payload={"from": "provisioning", "to": "active"},
+            )
+        log.info("status active; setup message queued", extra={"instance_id": instance_id})
 
     async def alert(self, instance_id: str, kind: str, text: str) -> None:
         async with self.db.transaction() as conn:
@@ -130,18 +199,34 @@ class InstanceRecords:
         now = self.clock.now()
         async with self.db.transaction() as conn:
             await update(
-                conn, "operations", "id", operation["id"],
-                {"state": state.value, "result": result[:1000], "finished_at": to_iso(now),
-                 "updated_at": to_iso(now)},
-            )  # fmt: skip
+                conn,
+                "operations",
+                "id",
+                operation["id"],
+                {
+                    "state": state.value,
+                    "result": result[:1000],
+                    "finished_at": to_iso(now),
+                    "updated_at": to_iso(now),
+                },
+            )
             await record_event(
-                conn, now, ACTOR, f"operation_{state.value}", instance_id=operation["instance_id"],
-                payload={"kind": operation["kind"], "operation_id": operation["id"],
-                         "result": result[:300]},
-            )  # fmt: skip
+                conn,
+                now,
+                ACTOR,
+                f"operation_{state.value}",
+                instance_id=operation["instance_id"],
+                payload={
+                    "kind": operation["kind"],
+                    "operation_id": operation["id"],
+                    "result": result[:300],
+                },
+            )
             if state is OperationState.FAILED:
                 await notify_ops(
-                    conn, now, "operation_failed",
+                    conn,
+                    now,
+                    "operation_failed",
                     f"{operation['instance_id']}: {operation['kind']} failed: {result[:300]}",
                     instance_id=operation["instance_id"],
-                )  # fmt: skip
+                )

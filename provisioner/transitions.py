@@ -11,13 +11,15 @@ from provisioner.config import MANAGED_LABEL, MANAGED_VALUE
 from provisioner.hetzner import HetznerError
 from provisioner.infra import Infra
 from provisioner.outcomes import Fail, Next, Outcome, Retry
-from provisioner.provisioning import ssh_ready, wait_ready
+from provisioner.provisioning import find_server, ssh_ready, wait_ready
+
+SNAPSHOT_POLLS = 60
 
 
 async def suspend(infra: Infra, instance: aiosqlite.Row) -> Outcome:
-    """Graceful shutdown, power off after a timeout; the disk and its data are kept."""
-    server_id = instance["hetzner_server_id"]
-    server = await infra.hetzner.server(server_id) if server_id else None
+    """Graceful shutdown, power off after a timeout; the disk and its data are kept.
+    The provisioning step is kept too: a resume carries on from there."""
+    server = await find_server(infra, instance)
     if server is not None and server.status != "off":
         try:
             action = await infra.hetzner.shutdown(server.id)
@@ -28,12 +30,7 @@ async def suspend(infra: Infra, instance: aiosqlite.Row) -> Outcome:
             action = await infra.hetzner.power_off(server.id)
             await infra.hetzner.wait_action(action, infra.config.expected_s["power"])
     await infra.records.set_status(
-        instance["id"],
-        Status.SUSPENDED,
-        step=None,
-        attempts=0,
-        next_attempt_at=None,
-        last_error=None,
+        instance["id"], Status.SUSPENDED, attempts=0, next_attempt_at=None, last_error=None
     )
     return Next(None)
 
@@ -52,14 +49,26 @@ async def _powered_off(infra: Infra, server_id: int, timeout_s: float) -> bool:
 
 
 async def resume(infra: Infra, instance: aiosqlite.Row) -> Outcome:
-    """Power on, wait for SSH with the pinned key, verify the gateway, `active`."""
-    server_id = instance["hetzner_server_id"]
-    server = await infra.hetzner.server(server_id) if server_id else None
-    if server is None:
+    """Power on, wait for SSH with the pinned key, verify the gateway, `active`. An
+    instance suspended before it was ever active goes back to provisioning instead."""
+    server = await find_server(infra, instance)
+    never_active = instance["setup_sent_at"] is None
+    if server is None and not never_active:
         return Fail("the server to resume is gone")
-    if server.status != "running":
+    if server is not None and server.status != "running":
         action = await infra.hetzner.power_on(server.id)
         await infra.hetzner.wait_action(action, infra.config.expected_s["power"])
+    if server is None or never_active:
+        step = instance["step"] or "project"
+        await infra.records.set_status(
+            instance["id"],
+            Status.PROVISIONING,
+            step=step,
+            attempts=0,
+            next_attempt_at=None,
+            last_error=None,
+        )
+        return Next(None)
     waiting = await ssh_ready(infra, server.ip or instance["server_ip"], instance["ssh_host_key"])
     if waiting is not None:
         return waiting
@@ -81,17 +90,30 @@ def snapshot_labels(instance: aiosqlite.Row, kind: str, keep_until: str) -> dict
     }
 
 
-async def take_snapshot(infra: Infra, instance: aiosqlite.Row, kind: str) -> int:
-    """A labelled snapshot with its delete-after date; reused if this kind already exists."""
+async def take_snapshot(
+    infra: Infra, instance: aiosqlite.Row, kind: str, *, once_per: str | None = None
+) -> int:
+    """A labelled snapshot with its delete-after date. With `once_per` (the final
+    snapshot, or an operation's id) a crash never makes a second one: an existing one
+    is reused, once it has finished."""
     selector = f"instance={instance['id']},kind={kind}"
-    existing = await infra.hetzner.snapshots(selector)
-    if existing and kind == "final":
-        return existing[0].id
+    if once_per is not None:
+        selector += f",once={once_per}"
+        for _ in range(SNAPSHOT_POLLS):
+            existing = await infra.hetzner.snapshots(selector)
+            if not existing:
+                break
+            if existing[0].status == "available":
+                return existing[0].id
+            await infra.clock.sleep(infra.config.expected_s["snapshot"] / 20)
     keep_until = infra.clock.now() + timedelta(days=infra.config.snapshot_retention_days)
     labels = snapshot_labels(instance, kind, keep_until.strftime("%Y-%m-%d"))
-    image_id, action = await infra.hetzner.snapshot(
-        instance["hetzner_server_id"], f"{instance['id']} {kind}", labels
-    )
+    if once_per is not None:
+        labels["once"] = once_per
+    server = await find_server(infra, instance)
+    if server is None:
+        raise LookupError(f"no server to snapshot for {instance['id']}")
+    image_id, action = await infra.hetzner.snapshot(server.id, f"{instance['id']} {kind}", labels)
     await infra.records.save(instance["id"], snapshot_image_id=image_id)
     await infra.hetzner.wait_action(action, infra.config.expected_s["snapshot"])
     return image_id
@@ -99,10 +121,9 @@ async def take_snapshot(infra: Infra, instance: aiosqlite.Row, kind: str) -> int
 
 async def destroy(infra: Infra, instance: aiosqlite.Row) -> Outcome:
     """Snapshot first (kept until its delete-after date), then delete the server."""
-    server_id = instance["hetzner_server_id"]
-    server = await infra.hetzner.server(server_id) if server_id else None
+    server = await find_server(infra, instance)
     if server is not None:
-        image_id = await take_snapshot(infra, instance, "final")
+        image_id = await take_snapshot(infra, instance, "final", once_per="final")
         await infra.records.append_log(instance["id"], f"final snapshot {image_id}")
         action = await infra.hetzner.delete_server(server.id)
         await infra.hetzner.wait_action(action, infra.config.expected_s["delete"])

@@ -219,3 +219,36 @@ async def test_expired_snapshots_are_deleted(world: World) -> None:
     snapshot.labels["delete-after"] = "2020-01-01"  # time passes
     assert await delete_expired_snapshots(world.infra) == 1
     assert not [i for i in world.hetzner_sim.state.images.values() if i.type == "snapshot"]
+
+
+async def test_destroy_finds_a_server_whose_id_was_never_recorded(world: World) -> None:
+    instance_id = await world.provision()
+    await world.reconciler.settle()
+    async with world.core.db.transaction() as conn:  # as if a crash lost the id
+        await conn.execute(
+            "UPDATE instances SET hetzner_server_id = NULL WHERE id = ?", (instance_id,)
+        )
+    await world.core.admin.destroy(instance_id, ACTOR_API)
+    await world.reconciler.settle()
+    assert (await world.instance(instance_id))["status"] == "destroyed"
+    assert world.servers() == []
+
+
+async def test_suspended_while_provisioning_resumes_provisioning(world: World) -> None:
+    instance_id = await world.provision()
+    await world.reconciler.settle()
+    async with world.core.db.transaction() as conn:  # caught mid-install, never active
+        await conn.execute(
+            "UPDATE instances SET status = 'provisioning', step = 'install', "
+            "setup_sent_at = NULL WHERE id = ?",
+            (instance_id,),
+        )
+    await world.core.admin.suspend(instance_id, "payment check", ACTOR_API)
+    await world.reconciler.settle()
+    instance = await world.instance(instance_id)
+    assert (instance["status"], instance["step"]) == ("suspended", "install")
+    assert world.servers()[0].status == "off"
+    await world.core.admin.resume(instance_id, ACTOR_API)
+    await world.reconciler.settle()
+    assert (await world.instance(instance_id))["status"] == "active"
+    assert len(await world.notifications("setup")) == 2  # the provisioning completed again
