@@ -49,9 +49,9 @@ def _quoted(value: str) -> str:
     return json.dumps(value)
 
 
-def user_data(host_key: HostKey, authorized_key: str) -> str:
+def user_data(host_key: HostKey, authorized_key: str, ssh_port: int = 22) -> str:
     """A `#cloud-config` that installs `host_key` as the server's only SSH host key and
-    lets `authorized_key` (the backend's) log in as root, by key only."""
+    lets `authorized_key` (the backend's) log in as root, by key only, on `ssh_port`."""
     public = " ".join(host_key.public_openssh.split()[:2])
     authorized = " ".join(authorized_key.split())
     if not public.startswith("ssh-ed25519 "):
@@ -76,6 +76,20 @@ def user_data(host_key: HostKey, authorized_key: str) -> str:
         "ssh_authorized_keys:\n"
         f"  - {_quoted(authorized)}\n"
     )
+    if ssh_port != 22:
+        # The firewall opens only SSH_PORT: sshd must listen there from the first boot.
+        # Ubuntu 24.04 starts sshd from ssh.socket, whose port a generator reads from
+        # sshd_config at daemon-reload.
+        document += (
+            "write_files:\n"
+            "  - path: /etc/ssh/sshd_config.d/00-openclaw-port.conf\n"
+            '    permissions: "0644"\n'
+            f"    content: |\n      Port {int(ssh_port)}\n"
+            "runcmd:\n"
+            "  - [systemctl, daemon-reload]\n"
+            "  - [systemctl, restart, ssh.socket]\n"
+            "  - [systemctl, restart, ssh]\n"
+        )
     if len(document.encode()) > MAX_USER_DATA_BYTES:
         raise ValueError("cloud-init user data exceeds Hetzner's 32 KiB limit")
     return document

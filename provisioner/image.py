@@ -92,7 +92,7 @@ async def build_golden_image(
     log("project SSH key and firewall in place")
     name = NAME_PREFIX + secrets.token_hex(6)
     host_key = new_host_key()
-    cloud_config = user_data(host_key, config.ssh_public_key)
+    cloud_config = user_data(host_key, config.ssh_public_key, config.ssh_port)
     server = await _create_server(hetzner, config, name, key_id, cloud_config, log)
     try:
         image_id = await _install_and_snapshot(

@@ -99,7 +99,7 @@ async def _create_server(infra: Infra, instance: aiosqlite.Row, name: str) -> Ou
                 image=image or infra.config.image,
                 location=location,
                 ssh_key_id=key_id,
-                user_data=user_data(host_key, infra.config.ssh_public_key),
+                user_data=user_data(host_key, infra.config.ssh_public_key, infra.config.ssh_port),
                 labels=labels,
             )
         except HetznerError as exc:

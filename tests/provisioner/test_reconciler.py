@@ -33,6 +33,9 @@ async def test_happy_path_to_a_verified_hardened_gateway(world: World) -> None:
     assert instance["server_monthly_price_eur"] is not None
     assert instance["ssh_host_key"].startswith("ssh-ed25519 ")
     machine = world.vps.vps(server.id)
+    # sshd listens where the firewall lets the backend in (SSH_PORT, 2222 here).
+    port_conf = machine.sandbox.read("/etc/ssh/sshd_config.d/00-openclaw-port.conf") or ""
+    assert port_conf.strip() == "Port 2222"
     # The install script fails unless the audit is clean (tests/provisioner/test_install.py).
     assert machine.commands.matching(r"openclaw security audit --json")
     assert "install exited 0" in instance["provision_log"]
