@@ -6,6 +6,9 @@ ops group and starts polling again. A 409 (another process polls with our token)
 only gets logged by aiogram, forever; a request middleware on the session sees it and
 alerts the ops group, once per hour at most. Alerts go through the outbox
 (`notify_ops`), since the outbox sender keeps Telegram's limits.
+
+With TELEGRAM_MODE=webhook, start() sets the webhook (with TELEGRAM_WEBHOOK_SECRET)
+instead of polling, and `app/` mounts `add_webhook_route` on the public web app.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from aiogram.methods import GetUpdates, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
 from aiogram.utils.backoff import BackoffConfig
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
 
 from bot.admin.help import admin_bot_commands
 from bot.context import BotContext
@@ -42,6 +47,7 @@ CUSTOMER_COMMANDS = (
     BotCommand(command="help", description="What this bot does"),
 )
 CONFLICT_REALERT_S = 3600.0
+WEBHOOK_PATH = "/telegram/webhook"
 POLLING_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
 
 
@@ -94,15 +100,41 @@ class BotRuntime:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    @property
+    def webhook_mode(self) -> bool:
+        return self.ctx.settings.telegram_mode == "webhook"
+
+    def add_webhook_route(self, app: web.Application) -> None:
+        """Webhook mode: `app/` mounts POST /telegram/webhook on the public web app (before
+        it starts); Telegram's secret-token header is checked, a wrong one gets 401."""
+        SimpleRequestHandler(
+            self.dispatcher,
+            self.bot,
+            handle_in_background=False,  # no task outlives the request (and stop())
+            secret_token=self._webhook_secret(),
+        ).register(app, path=WEBHOOK_PATH)
+
     async def start(self) -> None:
-        """getMe (a wrong token fails here), the command menus, then polling."""
-        if self.ctx.settings.telegram_mode != "polling":
-            raise RuntimeError("TELEGRAM_MODE=webhook is not supported yet; use polling")
+        """getMe (a wrong token fails here), the command menus, then polling or the webhook."""
         me = await self.bot.get_me()
         self.ctx.bot_username = me.username or ""
         await self._set_commands()
+        if self.webhook_mode:
+            url = self.ctx.settings.public_base_url.rstrip("/") + WEBHOOK_PATH
+            await self.bot.set_webhook(
+                url,
+                secret_token=self._webhook_secret(),
+                allowed_updates=self.dispatcher.resolve_used_update_types(),
+            )
+            return
         self._start_polling()
         await self._wait_started()
+
+    def _webhook_secret(self) -> str:
+        secret = self.ctx.settings.telegram_webhook_secret.get_secret_value()
+        if not secret:
+            raise RuntimeError("TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_SECRET")
+        return secret
 
     async def stop(self) -> None:
         self._stopping = True

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import aiosqlite
 import pytest
+from aiohttp import web
 
 from bot.context import BotContext
+from bot.runtime import WEBHOOK_PATH
 from db.connection import Database
 from sim.telegram import TelegramSim
 from tests.bot.conftest import OPS_CHAT, World, eventually, make_runtime
@@ -98,3 +101,43 @@ async def test_409_conflict_alerts_the_ops_group_once(world: World) -> None:
     await world.ask("help")  # ends the poll in flight; the next one meets the 409
     await eventually(lambda: _true(world.runtime.conflicts >= 4))
     assert len(await _notifications(world.db, "bot_conflict")) == 1  # once, not per retry
+
+
+async def test_webhook_mode_answers_through_the_route_and_checks_the_secret(
+    sim: TelegramSim,
+    make_context: Callable[..., BotContext],
+    unused_tcp_port: int,
+) -> None:
+    port = unused_tcp_port
+    ctx = make_context(
+        telegram_mode="webhook",
+        telegram_webhook_secret="hook-secret-123",
+        public_base_url=f"http://127.0.0.1:{port}",
+    )
+    runtime = make_runtime(ctx, sim)
+    app = web.Application()
+    runtime.add_webhook_route(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    admin = sim.add_user("Ada", user_id=1001)
+    sim.add_group("Ops", chat_id=OPS_CHAT, owner=admin, bot_is_admin=True)
+    try:
+        await runtime.start()
+        assert sim.webhook is not None and sim.webhook["url"].endswith(WEBHOOK_PATH)
+        sim.send_command(OPS_CHAT, admin, "help")
+        reply = await sim.next_bot_message(OPS_CHAT)
+        assert (reply.text or "").startswith("Admin commands")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
+                json={"update_id": 1},
+                headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"},
+            ) as response,
+        ):
+            assert response.status == 401
+    finally:
+        await runtime.stop()
+        await runner.cleanup()
