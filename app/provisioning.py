@@ -21,13 +21,14 @@ from provisioner.ssh import SshRunner
 
 
 class Wakeup:
-    """Lets `core/` wake a reconciler that is built after it."""
+    """Lets `core/` wake the parts built after it: the reconciler, the outbox sender."""
 
     def __init__(self) -> None:
-        self.target: Callable[[], None] = lambda: None
+        self.targets: list[Callable[[], None]] = []
 
     def __call__(self) -> None:
-        self.target()
+        for target in self.targets:
+            target()
 
 
 def public_key(private_key_path: Path) -> str:

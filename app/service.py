@@ -14,6 +14,7 @@ from typing import IO
 from aiohttp import ClientSession, web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from app.messaging import Messaging, build_messaging
 from app.provisioning import Wakeup, build_reconciler
 from core.billing import Prices
 from core.clock import Clock, SystemClock
@@ -68,6 +69,7 @@ class Service:
     _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     reconciler: Reconciler | None = None
+    messaging: Messaging | None = None
 
     @property
     def db(self) -> Database:
@@ -97,8 +99,11 @@ class Service:
         contacts = ContactSync(self._db, self.clock, core.customers, paddle)
         self._tasks.append(self._supervise(contacts.run(), "contact sync"))
         self.reconciler = build_reconciler(settings, self._db, self.clock, self._session)
-        wakeup.target = self.reconciler.wake
         self._tasks.append(self._supervise(self.reconciler.run(), "reconciler"))
+        self.messaging = build_messaging(settings, core, self.reconciler.infra)
+        wakeup.targets += [self.reconciler.wake, self.messaging.outbox.wake]
+        self._tasks.append(self._supervise(self.messaging.outbox.run(), "outbox"))
+        self._tasks.append(self._supervise(self.messaging.keep_bot_running(), "telegram bot"))
 
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(
@@ -122,7 +127,13 @@ class Service:
         )
         self._scheduler.start()
 
-        context = WebContext(settings, core, on_paddle_event=contacts.wake)
+        context = WebContext(
+            settings,
+            core,
+            on_paddle_event=contacts.wake,
+            login_tokens=self.messaging.context.login_tokens,
+            gateway=self.messaging.context.gateway,
+        )
         self._runner = web.AppRunner(create_app(context), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
@@ -146,6 +157,8 @@ class Service:
             await self._runner.cleanup()
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        if self.messaging is not None:
+            await self.messaging.close()
         if self.reconciler is not None:
             await self.reconciler.stop()
             self.reconciler.infra.hetzner.close()

@@ -55,6 +55,10 @@ def base_settings(tmp_path: Path) -> dict[str, Any]:
         "backend_ips": "127.0.0.1",
         "database_path": str(tmp_path / "db" / "test.db"),
         "http_port": "0",
+        # Nothing outside this machine: unset outside services point at a closed port.
+        "paddle_api_base": "http://127.0.0.1:9",
+        "telegram_api_base": "http://127.0.0.1:9",
+        "hcloud_endpoint": "http://127.0.0.1:9/v1",
     }
 
 
