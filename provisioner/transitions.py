@@ -60,6 +60,8 @@ async def resume(infra: Infra, instance: aiosqlite.Row) -> Outcome:
         await infra.hetzner.wait_action(action, infra.config.expected_s["power"])
     if server is None or never_active:
         step = instance["step"] or "project"
+        if server is not None and step not in ("project", "create"):
+            step = "boot"  # just powered on: wait for SSH, then install again (idempotent)
         await infra.records.set_status(
             instance["id"],
             Status.PROVISIONING,
