@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,13 @@ async def _until_signalled(once: bool) -> None:
     await stop.wait()
 
 
+def _free_port() -> int:
+    """A port for a one-off demo, so that its links point where it really listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _write_private(path: Path, text: str) -> None:
     path.write_text(text)
     path.chmod(0o600)  # it holds the simulators' tokens
@@ -42,8 +51,10 @@ async def run_simulators(
         block = env_block(sims.env())
         if env_out is not None:
             _write_private(env_out, block)
-            print(f"\nsettings written to {env_out}; start the service with:\n"
-                  f"  openclaw-hosted --env-file {env_out} run\n")  # fmt: skip
+            print(
+                f"\nsettings written to {env_out}; start the service with:\n"
+                f"  openclaw-hosted --env-file {env_out} run\n"
+            )
         print("\n# .env for `openclaw-hosted run` against these simulators\n" + block)
         print("simulators running; Ctrl-C stops them", flush=True)
         await _until_signalled(once)
@@ -74,12 +85,21 @@ async def _until_active(sims: Simulators, url: str, timeout_s: float) -> dict[st
     return instances[0] if instances else {}
 
 
-async def _customer_pays(sims: Simulators, service_url: str) -> dict[str, Any]:
-    """A customer checks out at Paddle: their record exists, then the webhook arrives."""
+async def _customer_pays(
+    sims: Simulators, service_url: str, onboarding_token: str
+) -> dict[str, Any]:
+    """A customer checks out at Paddle (the storefront put an onboarding token in the
+    checkout's custom_data): their record exists, then the webhook arrives."""
     customer = sims.paddle.add_customer("grace@example.com", "Grace Hopper")
     sender = WebhookSender(f"{service_url}/api/webhook/paddle", sims.webhook_secret)
-    event = envelope("subscription.created", subscription_data(
-        paddle_id("sub"), customer.id, "active", MONTHLY_PRICE))  # fmt: skip
+    data = subscription_data(
+        paddle_id("sub"),
+        customer.id,
+        "active",
+        MONTHLY_PRICE,
+        custom_data={"onboarding_token": onboarding_token},
+    )
+    event = envelope("subscription.created", data)
     delivery = await sender.deliver(event)
     print(f"Paddle delivered subscription.created for {customer.email}: HTTP {delivery.status}")
     async with aiohttp.ClientSession() as session:
@@ -93,8 +113,28 @@ async def _customer_pays(sims: Simulators, service_url: str) -> dict[str, Any]:
     return dict(instances[0]) if instances else {}
 
 
+async def _telegram_tour(sims: Simulators, onboarding_token: str) -> None:
+    """The customer taps the deep link in Telegram; an operator asks for /list."""
+    telegram = sims.telegram
+    customer = telegram.add_user("Grace", username="grace_h")
+    telegram.private_chat(customer)
+    telegram.send_command(customer.id, customer, "start", onboarding_token)
+    try:
+        reply = await telegram.next_bot_message(customer.id, timeout_s=30)
+        print(f"\nTelegram, Grace taps t.me/<bot>?start=…, the bot answers:\n{reply.text}")
+        admin = telegram.users[sims.admin_user_id]
+        telegram.send_command(sims.ops_chat_id, admin, "list")
+        # The group also receives the alerts the outbox sends: skip to the listing.
+        listing = await telegram.next_bot_message(sims.ops_chat_id, timeout_s=30)
+        while not (listing.text or "").startswith("Instances"):
+            listing = await telegram.next_bot_message(sims.ops_chat_id, timeout_s=30)
+        print(f"\nTelegram, the ops group, Ada sends /list:\n{listing.text}")
+    except TimeoutError:
+        print("\nTelegram: the bot did not answer in time")
+
+
 async def run_demo(data_dir: Path, time_scale: float, once: bool) -> None:
-    sims = Simulators(data_dir, time_scale=time_scale, http_port=0 if once else 8000)
+    sims = Simulators(data_dir, time_scale=time_scale, http_port=_free_port() if once else 8000)
     await sims.start()
     try:
         values = {key.lower(): value for key, value in sims.env().items()}
@@ -102,13 +142,15 @@ async def run_demo(data_dir: Path, time_scale: float, once: bool) -> None:
         service = Service(settings)
         await service.start()
         try:
-            instance = await _customer_pays(sims, service.url)
+            onboarding_token = secrets.token_urlsafe(16)
+            instance = await _customer_pays(sims, service.url, onboarding_token)
             if sims.vps is not None:
                 print("provisioning a hardened OpenClaw server:")
                 instance = await _until_active(sims, service.url, timeout_s=300)
             print("instance:", json.dumps(instance, indent=2))
+            await _telegram_tour(sims, onboarding_token)
             print(
-                "\nNot built yet: the Telegram bot (issue 5), the monitor and the storefront.\n"
+                "\nNot built yet: the monitor and the storefront.\n"
                 f"Admin API: curl -H 'X-API-Key: {sims.admin_api_key}' {service.url}/api/instances"
             )
             print("demo running; Ctrl-C stops it", flush=True)

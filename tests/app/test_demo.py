@@ -99,3 +99,8 @@ def test_demo_takes_a_payment_to_an_instance(tmp_path: Path) -> None:
     if os.geteuid() == 0:  # simulated servers run: the payment ends in a verified gateway
         assert "provisioning a hardened OpenClaw server" in result.stdout
         assert '"status": "active"' in result.stdout
+        # The customer taps the deep link: the bot binds the chat and sends the way in.
+        assert "This chat is now connected" in result.stdout
+        assert "/login/" in result.stdout and "Control UI: http://127." in result.stdout
+        # An operator's /list in the ops group lists the instance.
+        assert "Instances · 1" in result.stdout
