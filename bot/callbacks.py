@@ -25,3 +25,4 @@ class Confirm(CallbackData, prefix="cf"):
 
     id: int
     yes: bool
+    step: int = 1  # destroy asks twice: a press counts only for the step it was shown at

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiogram import Dispatcher, Router
 
-from bot import customer
+from bot import customer, ops_migration
 from bot.access import IN_GROUP_CALLBACK, IN_GROUP_MESSAGE, AdminGate
 from bot.admin import help as help_
 from bot.admin import lifecycle, logs, mute, stats, status
@@ -50,5 +50,6 @@ def _customer_router() -> Router:
 def build_dispatcher(ctx: BotContext) -> Dispatcher:
     dp = Dispatcher(name="openclaw-hosted")
     dp["ctx"] = ctx
-    dp.include_routers(build_admin_router(ctx), _customer_router())
+    # The migration notice first: it comes from no admin, and the gate would drop it.
+    dp.include_routers(ops_migration.build_router(), build_admin_router(ctx), _customer_router())
     return dp

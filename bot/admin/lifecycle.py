@@ -53,10 +53,10 @@ async def still_paid(ctx: BotContext, instance_id: str) -> str | None:
     return None
 
 
-def confirm_buttons(confirmation_id: int, yes: str) -> InlineKeyboardMarkup:
+def confirm_buttons(confirmation_id: int, yes: str, step: int = 1) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=yes, callback_data=Confirm(id=confirmation_id, yes=True))
-    builder.button(text="✖️ Cancel", callback_data=Confirm(id=confirmation_id, yes=False))
+    builder.button(text=yes, callback_data=Confirm(id=confirmation_id, yes=True, step=step))
+    builder.button(text="✖️ Cancel", callback_data=Confirm(id=confirmation_id, yes=False, step=step))
     return builder.as_markup()
 
 
@@ -150,6 +150,11 @@ def build_router() -> Router:
                 "SELECT * FROM bot_confirmations WHERE id = ?", (callback_data.id,)
             ) as cursor:
                 pending = await cursor.fetchone()
+            if pending is not None and pending["step"] != callback_data.step:
+                # A second press of a button from an earlier step (destroy's first ✅
+                # pressed twice): it must not count as the second confirmation.
+                await query.answer("Already answered.")
+                return
             final = pending is not None and (pending["action"] != "destroy" or pending["step"] > 1)
             if pending is not None and (final or not callback_data.yes):
                 await conn.execute("DELETE FROM bot_confirmations WHERE id = ?", (pending["id"],))
@@ -172,7 +177,7 @@ def build_router() -> Router:
             warning = await still_paid(ctx, instance_id)
             text += f"\n{esc(warning)}" if warning else ""
             await edit_in_place(
-                query.message, text, confirm_buttons(pending["id"], "💥 Destroy for good")
+                query.message, text, confirm_buttons(pending["id"], "💥 Destroy for good", step=2)
             )
         else:
             text = await run(ctx, action, instance_id, pending["reason"], actor)

@@ -148,3 +148,17 @@ async def test_the_cards_buttons_ask_or_act(world: World) -> None:
     resumed = await world.sim.next_bot_message(world.ops.id)
     assert "resumed" in (resumed.text or "")
     assert len(await world.events("admin_resumed")) == 1
+
+
+async def test_destroys_first_button_pressed_twice_does_not_destroy(world: World) -> None:
+    instance = await world.provision("a@example.com")
+    question = await world.ask("destroy", instance)
+    yes = confirm(question)
+    presses = [
+        world.sim.press_button(world.ops.id, question.message_id, admin, data=yes)
+        for admin in (world.admin, world.admin)  # a double tap before the edit arrives
+    ]
+    for query in presses:
+        await world.sim.wait_callback_answer(query.id)
+    assert (await world.edited(question)).text.startswith("Really destroy")  # type: ignore[union-attr]
+    assert await world.events("admin_destroyed") == []  # the second step is still asked
