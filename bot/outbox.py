@@ -40,7 +40,8 @@ DIGEST_MIN = 3  # this many ops alerts waiting at once are folded into one diges
 DIGEST_MAX = 500
 # After a digest the ops chat rests this long, so a storm reads as a few digests.
 DIGEST_GAP_S = 30.0
-PROBE_EVERY = timedelta(minutes=10)  # how often an unreachable ops chat is tried again
+PROBE_EVERY = timedelta(minutes=10)
+MIN_PASS_S = 0.1  # never re-read the outbox faster than this, whatever is due  # how often an unreachable ops chat is tried again
 IDLE_S = 5.0  # rows written without a wake() are still picked up this soon
 
 
@@ -107,7 +108,7 @@ class OutboxSender:
             try:
                 await self.send_due()
                 due_in = await self.next_due_in()
-                delay = IDLE_S if due_in is None else min(max(due_in, 0.01), IDLE_S)
+                delay = IDLE_S if due_in is None else min(max(due_in, MIN_PASS_S), IDLE_S)
             except Exception:
                 log.exception("outbox pass failed")
             sleeper = asyncio.ensure_future(self.clock.sleep(delay))

@@ -34,8 +34,13 @@ class OutboxStore:
         self.clock = clock
 
     async def pending(self) -> list[aiosqlite.Row]:
+        """The oldest pending messages of every recipient: a backlog for one (a thousand
+        alerts while the ops chat is unreachable) never hides another's messages."""
         return await self.db.fetch_all(
-            "SELECT * FROM notifications WHERE status = 'pending' ORDER BY id LIMIT ?", (BATCH,)
+            "SELECT * FROM (SELECT n.*, ROW_NUMBER() OVER (PARTITION BY CASE WHEN "
+            "recipient = 'ops' THEN '' ELSE customer_id END ORDER BY id) AS place "
+            "FROM notifications n WHERE status = 'pending') WHERE place <= ? ORDER BY id",
+            (BATCH,),
         )
 
     async def first_due_at(self) -> datetime | None:
