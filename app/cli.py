@@ -15,10 +15,10 @@ from app.demo import run_demo, run_simulators
 from app.provisioning import build_hetzner, build_ssh, provisioner_config
 from app.service import AlreadyRunning, Service, run_until_signalled
 from core.clock import SystemClock
+from core.redaction import redact
 from core.settings import Settings, StorageSettings, secret_values
 from db.connection import Database
 from provisioner.image import build_golden_image
-from provisioner.records import redact
 
 EXIT_CONFIG = 2
 # A golden image is built on a stock system image, never on an older golden image.

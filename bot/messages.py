@@ -68,15 +68,6 @@ def ops_style(kind: str) -> tuple[str, str]:
     return OPS_KINDS.get(kind, _DEFAULT_KIND)
 
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Defence in depth: no secret of ours reaches the ops group, even through an error
-    text that quoted one (aiohttp errors can carry the bot token's URL)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
-
-
 def render_ops(alert: Alert) -> Rendered:
     emoji, _ = ops_style(alert.kind)
     first_line = alert.body.splitlines()[0] if alert.body else alert.kind

@@ -24,12 +24,13 @@ from bot.channels import Migrated, Outcome, Rejected, RetryLater, Sent, Unreacha
 from bot.channels.email import Email, EmailChannel
 from bot.channels.telegram import TelegramChannel, split_html
 from bot.context import BotContext
-from bot.messages import Alert, Rendered, redact, render_customer, render_digest, render_ops
+from bot.messages import Alert, Rendered, render_customer, render_digest, render_ops
 from bot.ops_chat import ops_chat_id, set_ops_chat_id
 from bot.outbox_store import OutboxStore, backoff_s
 from bot.pacing import Pacer
 from core.clock import from_iso
 from core.journal import notify_ops
+from core.redaction import redact
 from core.settings import secret_values
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ DIGEST_MIN = 3  # this many ops alerts waiting at once are folded into one diges
 DIGEST_MAX = 500
 # After a digest the ops chat rests this long, so a storm reads as a few digests.
 DIGEST_GAP_S = 30.0
-PROBE_EVERY = timedelta(minutes=10)
-MIN_PASS_S = 0.1  # never re-read the outbox faster than this, whatever is due  # how often an unreachable ops chat is tried again
+PROBE_EVERY = timedelta(minutes=10)  # how often an unreachable ops chat is tried again
+MIN_PASS_S = 0.1  # never re-read the outbox faster than this, whatever is due
 IDLE_S = 5.0  # rows written without a wake() are still picked up this soon
 
 

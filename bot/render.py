@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import html
-import re
 from typing import Any
 
 import aiosqlite
 
 from core.models import Status
+from core.redaction import redact
 
 STATUS_EMOJI: dict[str, str] = {
     Status.PROVISIONING: "⏳",
@@ -64,7 +64,7 @@ def instance_card(row: aiosqlite.Row) -> str:
     if row["step"]:
         lines.append(f"Step: {esc(row['step'])} (attempt {esc(row['attempts'])})")
     if row["last_error"]:
-        lines.append(f"Last error: {esc(row['last_error'])}")
+        lines.append(f"Last error: {esc(redact(row['last_error']))}")
     if row["admin_hold"]:
         lines.append(
             f"Admin hold: {esc(row['admin_hold'])} by {esc(row['hold_actor'])}"
@@ -84,18 +84,3 @@ def usd(amount: float) -> str:
 def eur(amount: float) -> str:
     sign = "-" if amount < 0 else ""
     return f"{sign}€{abs(amount):,.2f}"
-
-
-# The provision log is redacted before it is stored; this is the second lock on the door.
-_SECRET_ASSIGNMENT = re.compile(
-    r"(?i)\b(password|passwd|pass|token|secret|api[_-]?key|authorization|bearer)"
-    r"(\"?\s*[:=]\s*\"?|\s+)([^\s\"',;]+)"
-)
-_PRIVATE_KEY = re.compile(
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
-)
-
-
-def redact(text: str) -> str:
-    text = _PRIVATE_KEY.sub("[redacted private key]", text)
-    return _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)

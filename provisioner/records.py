@@ -17,6 +17,7 @@ import aiosqlite
 from core.clock import Clock, to_iso
 from core.journal import notify_customer, notify_ops, record_event
 from core.models import OperationState, Status
+from core.redaction import redact
 from db.connection import Database
 from db.records import update
 
@@ -24,13 +25,6 @@ log = logging.getLogger(__name__)
 
 ACTOR = "reconciler"
 MAX_LOG_CHARS = 64 * 1024
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
 
 
 class InstanceRecords:

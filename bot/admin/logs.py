@@ -13,7 +13,9 @@ from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from bot.admin.common import say, usage
 from bot.callbacks import CardAction
 from bot.context import BotContext
-from bot.render import code, esc, redact
+from bot.render import code, esc
+from core.redaction import redact
+from core.settings import secret_values
 from db.instances import get_instance
 
 USAGE = "/logs <instance id>"
@@ -27,7 +29,7 @@ async def send_logs(message: Message, ctx: BotContext, instance_id: str) -> None
     if row is None:
         await say(message, f"No instance {code(instance_id)}.")
         return
-    log = redact(row["provision_log"] or "")
+    log = redact(row["provision_log"] or "", secret_values(ctx.settings))
     if not log.strip():
         await say(message, f"The provision log of {code(instance_id)} is empty.")
         return

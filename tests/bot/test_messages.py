@@ -14,11 +14,11 @@ from bot.messages import (
     Links,
     customer_message,
     mint_onboarding_link,
-    redact,
     render_digest,
     render_ops,
 )
 from core.clock import FakeClock
+from core.redaction import redact
 from core.settings import Settings
 from db.connection import Database
 from tests.bot.outbox_world import World, make_world
