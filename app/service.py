@@ -134,7 +134,10 @@ class Service:
             login_tokens=self.messaging.context.login_tokens,
             gateway=self.messaging.context.gateway,
         )
-        self._runner = web.AppRunner(create_app(context), access_log=None)
+        web_app = create_app(context)
+        if settings.telegram_mode == "webhook":  # Telegram posts updates to us instead
+            self.messaging.runtime.add_webhook_route(web_app)
+        self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()
