@@ -27,25 +27,20 @@ from aiogram.client.session.middlewares.base import (
 from aiogram.exceptions import TelegramAPIError, TelegramConflictError
 from aiogram.methods import GetUpdates, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
+from aiogram.types import BotCommandScopeAllPrivateChats, BotCommandScopeChat
 from aiogram.utils.backoff import BackoffConfig
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from bot.admin.help import admin_bot_commands
 from bot.context import BotContext
+from bot.customer import customer_bot_commands
 from bot.dispatcher import build_dispatcher
 from bot.ops_chat import ops_chat_id
 from core.journal import notify_ops
 
 logger = logging.getLogger(__name__)
 
-CUSTOMER_COMMANDS = (
-    BotCommand(command="status", description="Your instance's status"),
-    BotCommand(command="link", description="A fresh login link"),
-    BotCommand(command="restart", description="Restart your gateway"),
-    BotCommand(command="help", description="What this bot does"),
-)
 CONFLICT_REALERT_S = 3600.0
 WEBHOOK_PATH = "/telegram/webhook"
 POLLING_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
@@ -237,7 +232,7 @@ class BotRuntime:
         ops = await ops_chat_id(self.ctx.core.db, self.ctx.settings)
         menus = (
             (admin_bot_commands(), BotCommandScopeChat(chat_id=ops)),
-            (list(CUSTOMER_COMMANDS), BotCommandScopeAllPrivateChats()),
+            (customer_bot_commands(), BotCommandScopeAllPrivateChats()),
         )
         for commands, scope in menus:
             try:
