@@ -14,7 +14,7 @@ from datetime import datetime
 import aiosqlite
 
 from core.clock import from_iso, to_iso
-from core.customers import find_or_create_customer
+from core.customers import apply_customer_event, find_or_create_customer
 from core.ids import token_hash
 from core.journal import notify_customer, notify_ops, record_event
 from core.lifecycle import Lifecycle, dumps, live_instances
@@ -24,7 +24,6 @@ from core.paddle_events import (
     Envelope,
     MalformedEvent,
     adjustment_event,
-    customer_event,
     subscription_event,
     transaction_event,
 )
@@ -64,7 +63,7 @@ class Billing:
         if kind in ("adjustment.created", "adjustment.updated"):
             return await self._adjustment(conn, envelope)
         if kind in ("customer.created", "customer.updated"):
-            return await self._customer(conn, envelope)
+            return await apply_customer_event(conn, self.clock.now(), envelope)
         return "stored"
 
     # -- subscriptions --------------------------------------------------------------------
@@ -366,43 +365,6 @@ class Billing:
         return None
 
     # -- customers --------------------------------------------------------------------------
-
-    async def _customer(self, conn: aiosqlite.Connection, envelope: Envelope) -> str:
-        event = customer_event(envelope)
-        now = self.clock.now()
-        occurred = to_iso(envelope.occurred_at)
-        row = await fetch_one(
-            conn,
-            "SELECT * FROM customers WHERE paddle_customer_id = ?",
-            (event.paddle_customer_id,),
-        )
-        if row is None:
-            customer_id = await find_or_create_customer(
-                conn,
-                now,
-                paddle_customer_id=event.paddle_customer_id,
-                email=event.email,
-                name=event.name,
-            )
-        elif row["contact_occurred_at"] and row["contact_occurred_at"] > occurred:
-            return "stale"
-        else:
-            customer_id = row["id"]
-        await update(
-            conn,
-            "customers",
-            "id",
-            customer_id,
-            {
-                "email": event.email,
-                "name": event.name or (row["name"] if row else None),
-                "contact_occurred_at": occurred,
-                "contact_synced_at": to_iso(now),
-                "contact_next_attempt_at": None,
-                "updated_at": to_iso(now),
-            },
-        )
-        return "applied"
 
 
 _STATE_COLUMNS = {

@@ -10,6 +10,7 @@ import aiosqlite
 from core.clock import Clock, to_iso
 from core.ids import new_id
 from core.journal import record_event
+from core.paddle_events import Envelope, customer_event
 from db.connection import Database
 from db.records import fetch_one, insert, update
 
@@ -86,3 +87,41 @@ class Customers:
                 (to_iso(retry_at), customer_id),
             )
         log.warning("paddle customer lookup failed: %s", error, extra={"customer_id": customer_id})
+
+
+async def apply_customer_event(
+    conn: aiosqlite.Connection, now: datetime, envelope: Envelope
+) -> str:
+    """`customer.created|updated`: the contact as Paddle has it, newest event wins."""
+    event = customer_event(envelope)
+    occurred = to_iso(envelope.occurred_at)
+    row = await fetch_one(
+        conn, "SELECT * FROM customers WHERE paddle_customer_id = ?", (event.paddle_customer_id,)
+    )
+    if row is None:
+        customer_id = await find_or_create_customer(
+            conn,
+            now,
+            paddle_customer_id=event.paddle_customer_id,
+            email=event.email,
+            name=event.name,
+        )
+    elif row["contact_occurred_at"] and row["contact_occurred_at"] > occurred:
+        return "stale"
+    else:
+        customer_id = row["id"]
+    await update(
+        conn,
+        "customers",
+        "id",
+        customer_id,
+        {
+            "email": event.email,
+            "name": event.name or (row["name"] if row else None),
+            "contact_occurred_at": occurred,
+            "contact_synced_at": to_iso(now),
+            "contact_next_attempt_at": None,
+            "updated_at": to_iso(now),
+        },
+    )
+    return "applied"
