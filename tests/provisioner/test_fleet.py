@@ -12,7 +12,7 @@ pytestmark = needs_root
 
 async def test_twenty_instances_at_once_on_300_requests_an_hour(world: World) -> None:
     # Hetzner's bucket cut to 300 requests an hour (of simulated time), with a burst of 60
-    # so that the fleet's ~200 requests must be paced by the budget to avoid any 429.
+    # that the fleet's ~200 requests exceed.
     world.hetzner_sim.set_rate_limit(60, 300 / 3600)
     ids = await asyncio.gather(*(world.provision(f"c{n}@example.com") for n in range(20)))
     await world.reconciler.settle()
@@ -22,6 +22,6 @@ async def test_twenty_instances_at_once_on_300_requests_an_hour(world: World) ->
     session = world.infra.hetzner._client._client._session
     assert isinstance(session, BudgetedSession)
     assert session.rate_limited == 0  # not a single 429
-    budget = world.infra.hetzner.budget
-    assert budget.requests > 60  # more than the burst: the bucket really ran dry
-    assert budget.waited_s > 0  # and the budget, not Hetzner, made the fleet wait
+    # More requests than the burst: without the budget learning the bucket from the
+    # headers (it starts out believing 3600), the opening rush would meet 429s.
+    assert world.infra.hetzner.budget.requests > 60
