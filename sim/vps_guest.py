@@ -14,8 +14,8 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import sys
-import urllib.request
 from typing import Any
 
 IDENTITY = "/run/ocsim/vps.json"
@@ -36,16 +36,29 @@ def identity() -> dict[str, Any]:
 def rpc(op: str, argv: list[str]) -> dict[str, Any]:
     me = identity()
     body = json.dumps({"op": op, "argv": argv, "user": current_user()}).encode()
-    request = urllib.request.Request(  # noqa: S310 - the simulator's own http URL
-        me["control"],
-        data=body,
-        headers={"Content-Type": "application/json", "X-OCSim-Token": me["token"]},
-    )
-    # The control server is the simulator itself, on loopback; no proxy applies.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=60) as response:
-        result: dict[str, Any] = json.loads(response.read())
+    headers = {"Content-Type": "application/json", "X-OCSim-Token": me["token"]}
+    result: dict[str, Any] = json.loads(_post(me["control"], body, headers))
     return result
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """A bare HTTP/1.0 POST to the simulator on loopback. Every shim call makes one, and
+    importing urllib.request alone costs more than the rest of a shim's start-up."""
+    host_port, _, path = url.split("://", 1)[1].partition("/")
+    host, _, port = host_port.partition(":")
+    head = f"POST /{path} HTTP/1.0\r\nHost: {host_port}\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    chunks = []
+    with socket.create_connection((host, int(port or 80)), timeout=60) as sock:
+        sock.sendall(head.encode() + body)
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    status_line, _, rest = b"".join(chunks).partition(b"\r\n")
+    status = int(status_line.split(b" ", 2)[1])
+    payload = rest.partition(b"\r\n\r\n")[2]
+    if status != 200:
+        raise RuntimeError(f"simulator answered {status}: {payload[:200]!r}")
+    return payload
 
 
 def current_user() -> str:
@@ -77,7 +90,7 @@ def write_wrapper(path: str, tool: str) -> None:
         python = f.read().strip()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        f.write(f'#!/bin/sh\nexec {python} -s -E /run/ocsim/lib/run.py {tool} "$@"\n')
+        f.write(f'#!/bin/sh\nexec {python} -S -E /run/ocsim/lib/run.py {tool} "$@"\n')
     os.chmod(path, 0o755)  # noqa: S103 - an executable, as in /usr/bin
 
 

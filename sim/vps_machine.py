@@ -404,4 +404,4 @@ class Vps:
 
 
 def wrapper(python: str, tool: str) -> str:
-    return f'#!/bin/sh\nexec {python} -s -E /run/ocsim/lib/run.py {tool} "$@"\n'
+    return f'#!/bin/sh\nexec {python} -S -E /run/ocsim/lib/run.py {tool} "$@"\n'
