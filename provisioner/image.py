@@ -18,13 +18,13 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
 
 from core.clock import Clock
 from provisioner.cloud_init import new_host_key, user_data
 from provisioner.config import MANAGED_LABEL, MANAGED_VALUE, ProvisionerConfig
 from provisioner.hetzner import ErrorKind, Hetzner, HetznerError, ServerInfo
 from provisioner.install import install_script, new_gateway_password
+from provisioner.power import shut_down
 from provisioner.provisioning import ensure_key_and_firewall
 from provisioner.ssh import SshRunner
 
@@ -196,7 +196,8 @@ async def _install_and_snapshot(
         raise ImageBuildError(
             f"clearing per-instance state exited {result.exit_status}:\n{_tail(result.output)}"
         )
-    await _power_off(hetzner, config, server.id, clock=clock, log=log)
+    log("shutting down")
+    await shut_down(hetzner, config, server.id, clock=clock, log=log)
     labels = image_labels(config)
     description = f"openclaw-hosted golden image: OpenClaw {config.openclaw_version}"
     log(f"snapshotting server {server.id}")
@@ -212,38 +213,6 @@ async def _install_and_snapshot(
         raise
     log(f"snapshot {image_id} ready")
     return image_id
-
-
-async def _power_off(
-    hetzner: Hetzner, config: ProvisionerConfig, server_id: int, *, clock: Clock, log: Log
-) -> None:
-    """A clean shutdown (consistent disk), and power off if it has not happened in time."""
-    log("shutting down")
-    try:
-        action = await hetzner.shutdown(server_id)
-        await hetzner.wait_action(action, config.expected_s["power"])
-    except HetznerError as exc:
-        log(f"shutdown: {exc.code}")
-    if await _is_off(hetzner, server_id, config.shutdown_timeout_s, clock):
-        return
-    log(f"not off after {config.shutdown_timeout_s:g} s: powering off")
-    action = await hetzner.power_off(server_id)
-    await hetzner.wait_action(action, config.expected_s["power"])
-
-
-async def _is_off(hetzner: Hetzner, server_id: int, timeout_s: float, clock: Clock) -> bool:
-    deadline = clock.now() + timedelta(seconds=timeout_s)
-    delay = 0.05
-    while True:
-        server = await hetzner.server(server_id)
-        if server is None:
-            raise ImageBuildError(f"server {server_id} vanished while shutting down")
-        if server.status == "off":
-            return True
-        if clock.now() >= deadline:
-            return False
-        await clock.sleep(delay)
-        delay = min(delay * 2, 5.0)
 
 
 async def _delete_server(

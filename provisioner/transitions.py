@@ -8,9 +8,9 @@ import aiosqlite
 
 from core.models import Status
 from provisioner.config import MANAGED_LABEL, MANAGED_VALUE
-from provisioner.hetzner import HetznerError
 from provisioner.infra import Infra
 from provisioner.outcomes import Fail, Next, Outcome, Retry
+from provisioner.power import shut_down
 from provisioner.provisioning import find_server, ssh_ready, wait_ready
 
 SNAPSHOT_POLLS = 60
@@ -21,31 +21,17 @@ async def suspend(infra: Infra, instance: aiosqlite.Row) -> Outcome:
     The provisioning step is kept too: a resume carries on from there."""
     server = await find_server(infra, instance)
     if server is not None and server.status != "off":
-        try:
-            action = await infra.hetzner.shutdown(server.id)
-            await infra.hetzner.wait_action(action, infra.config.expected_s["power"])
-        except HetznerError as exc:
-            await infra.records.append_log(instance["id"], f"shutdown: {exc.code}")
-        if not await _powered_off(infra, server.id, infra.config.shutdown_timeout_s):
-            action = await infra.hetzner.power_off(server.id)
-            await infra.hetzner.wait_action(action, infra.config.expected_s["power"])
+        await shut_down(
+            infra.hetzner,
+            infra.config,
+            server.id,
+            clock=infra.clock,
+            log=lambda line: infra.records.append_log(instance["id"], line),
+        )
     await infra.records.set_status(
         instance["id"], Status.SUSPENDED, attempts=0, next_attempt_at=None, last_error=None
     )
     return Next(None)
-
-
-async def _powered_off(infra: Infra, server_id: int, timeout_s: float) -> bool:
-    deadline = infra.clock.now() + timedelta(seconds=timeout_s)
-    delay = 0.05
-    while True:
-        server = await infra.hetzner.server(server_id)
-        if server is None or server.status == "off":
-            return True
-        if infra.clock.now() >= deadline:
-            return False
-        await infra.clock.sleep(delay)
-        delay = min(delay * 2, 5.0)
 
 
 async def resume(infra: Infra, instance: aiosqlite.Row) -> Outcome:
