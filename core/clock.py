@@ -34,20 +34,42 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock that only moves when told; `sleep` advances it instead of waiting."""
+    """A clock that only moves when told.
 
-    def __init__(self, start: datetime | None = None) -> None:
+    By default `sleep` advances it instead of waiting (every wait is instant). With
+    `autoadvance=False` a sleeper waits until `advance` moves the clock past its wake
+    time, so a test decides exactly when a timeout fires while real I/O goes on.
+    """
+
+    def __init__(self, start: datetime | None = None, *, autoadvance: bool = True) -> None:
         self._now = start or datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+        self.autoadvance = autoadvance
+        self._sleepers: list[tuple[datetime, asyncio.Future[None]]] = []
 
     def now(self) -> datetime:
         return self._now
 
     async def sleep(self, seconds: float) -> None:
-        self._now += timedelta(seconds=max(0.0, seconds))
-        await asyncio.sleep(0)
+        if self.autoadvance:
+            self._now += timedelta(seconds=max(0.0, seconds))
+            await asyncio.sleep(0)
+            return
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self._now + timedelta(seconds=max(0.0, seconds)), wake))
+        await wake
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+        due = [(at, wake) for at, wake in self._sleepers if at <= self._now]
+        self._sleepers = [(at, wake) for at, wake in self._sleepers if at > self._now]
+        for _, wake in due:
+            if not wake.done():
+                wake.set_result(None)
+
+    @property
+    def sleepers(self) -> int:
+        """Sleepers still waiting (cancelled ones included until the clock passes them)."""
+        return sum(1 for _, wake in self._sleepers if not wake.done())
 
 
 def to_iso(moment: datetime) -> str:
