@@ -6,6 +6,7 @@ Each action is one transaction; the reconciler is woken after it commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import aiosqlite
 
@@ -34,6 +35,47 @@ class ProvisionResult:
     instance_id: str
     status: str
     created: bool
+
+
+async def queue_operation_in(
+    conn: aiosqlite.Connection,
+    now: datetime,
+    instance: aiosqlite.Row,
+    kind: OperationKind,
+    actor: str,
+) -> int:
+    """Queue an operation inside the caller's transaction; one already pending or running
+    of the same kind is returned instead (a repeated request queues it once)."""
+    pending = await fetch_one(
+        conn,
+        "SELECT id FROM operations WHERE instance_id = ? AND kind = ? "
+        "AND state IN ('pending', 'running')",
+        (instance["id"], kind.value),
+    )
+    if pending is not None:
+        return int(pending["id"])
+    operation_id = await insert(
+        conn,
+        "operations",
+        {
+            "instance_id": instance["id"],
+            "kind": kind.value,
+            "requested_by": actor,
+            "state": OperationState.PENDING.value,
+            "created_at": to_iso(now),
+            "updated_at": to_iso(now),
+        },
+    )
+    await record_event(
+        conn,
+        now,
+        actor,
+        "operation_queued",
+        instance_id=instance["id"],
+        customer_id=instance["customer_id"],
+        payload={"kind": kind.value, "operation_id": operation_id},
+    )
+    return operation_id
 
 
 def _refuse_destroyed(instance: aiosqlite.Row) -> None:
@@ -143,36 +185,7 @@ class AdminActions:
                     "conflict",
                     f"only a failed instance can be retried; {instance_id} is {instance['status']}",
                 )
-            pending = await fetch_one(
-                conn,
-                "SELECT id FROM operations WHERE instance_id = ? AND kind = ? "
-                "AND state IN ('pending', 'running')",
-                (instance_id, kind.value),
-            )
-            if pending is not None:
-                return int(pending["id"])
-            now = self.clock.now()
-            operation_id = await insert(
-                conn,
-                "operations",
-                {
-                    "instance_id": instance_id,
-                    "kind": kind.value,
-                    "requested_by": actor,
-                    "state": OperationState.PENDING.value,
-                    "created_at": to_iso(now),
-                    "updated_at": to_iso(now),
-                },
-            )
-            await record_event(
-                conn,
-                now,
-                actor,
-                "operation_queued",
-                instance_id=instance_id,
-                customer_id=instance["customer_id"],
-                payload={"kind": kind.value, "operation_id": operation_id},
-            )
+            operation_id = await queue_operation_in(conn, self.clock.now(), instance, kind, actor)
         self.lifecycle.wake()
         return operation_id
 

@@ -46,6 +46,7 @@ async def restart_gateway(
     result = await infra.ssh.run(
         instance["server_ip"], instance["ssh_host_key"], "systemctl restart openclaw-gateway\n"
     )
+    await infra.records.gateway_started(instance["id"])
     if result.exit_status != 0:
         return OperationState.FAILED, f"systemctl restart exited {result.exit_status}"
     if not await wait_ready(infra, instance):
@@ -56,6 +57,7 @@ async def restart_gateway(
 async def reboot(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
     server_id = instance["hetzner_server_id"]
     await _action_once(infra, operation, "reboot", lambda: infra.hetzner.reboot(server_id))
+    await infra.records.gateway_started(instance["id"])
     waiting = await ssh_ready(infra, instance["server_ip"], instance["ssh_host_key"])
     if waiting is not None:
         return OperationState.FAILED, f"ssh after the reboot: {waiting}"

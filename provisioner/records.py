@@ -144,6 +144,8 @@ class InstanceRecords:
                     "last_error": None,
                     "reinstalls": 0,
                     "setup_sent_at": to_iso(now),
+                    "gateway_started_at": to_iso(now),
+                    "healthy_since": None,
                     "updated_at": to_iso(now),
                 },
             )
@@ -157,6 +159,13 @@ class InstanceRecords:
                 payload={"from": "provisioning", "to": "active"},
             )
         log.info("status active; setup message queued", extra={"instance_id": instance_id})
+
+    async def gateway_started(self, instance_id: str) -> None:
+        """The gateway was (re)started: the monitor's start grace counts from now, and the
+        uptime from its next healthy check."""
+        await self.save(
+            instance_id, gateway_started_at=to_iso(self.clock.now()), healthy_since=None
+        )
 
     async def alert(self, instance_id: str, kind: str, text: str) -> None:
         async with self.db.transaction() as conn:

@@ -14,6 +14,14 @@ from provisioner.power import shut_down
 from provisioner.provisioning import find_server, ssh_ready, wait_ready
 
 SNAPSHOT_POLLS = 60
+# The health fields of an instance whose gateway is meant to be down.
+QUIET_HEALTH = {
+    "health_status": "unknown",
+    "consecutive_failures": 0,
+    "failing_since": None,
+    "incident_alerted": 0,
+    "healthy_since": None,
+}
 
 
 async def suspend(infra: Infra, instance: aiosqlite.Row) -> Outcome:
@@ -28,8 +36,14 @@ async def suspend(infra: Infra, instance: aiosqlite.Row) -> Outcome:
             clock=infra.clock,
             log=lambda line: infra.records.append_log(instance["id"], line),
         )
+    # Billing beats health: an open incident ends quietly with the suspension.
     await infra.records.set_status(
-        instance["id"], Status.SUSPENDED, attempts=0, next_attempt_at=None, last_error=None
+        instance["id"],
+        Status.SUSPENDED,
+        attempts=0,
+        next_attempt_at=None,
+        last_error=None,
+        **QUIET_HEALTH,
     )
     return Next(None)
 
@@ -60,6 +74,7 @@ async def resume(infra: Infra, instance: aiosqlite.Row) -> Outcome:
     waiting = await ssh_ready(infra, server.ip or instance["server_ip"], instance["ssh_host_key"])
     if waiting is not None:
         return waiting
+    await infra.records.gateway_started(instance["id"])
     if not await wait_ready(infra, instance):
         return Retry("gateway not ready after power on")
     await infra.records.set_status(
