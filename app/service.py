@@ -7,24 +7,25 @@ import fcntl
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from aiohttp import ClientSession, web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from app.messaging import Messaging, build_messaging
+from app.monitoring import build_monitor
 from app.provisioning import Wakeup, build_reconciler
 from core.billing import Prices
 from core.clock import Clock, SystemClock
+from core.liveness import Liveness
 from core.policy import PolicyTimings
-from core.services import build_core
+from core.services import CoreServices, build_core
 from core.settings import Settings
 from db.connection import Database
-from monitor.billing_clock import billing_tick
+from monitor.scheduler import MonitorScheduler
 from provisioner.reconciler import Reconciler
-from provisioner.transitions import delete_expired_snapshots
 from webhooks.context import WebContext
 from webhooks.paddle_api import ContactSync, PaddleCustomers
 from webhooks.server import create_app
@@ -66,10 +67,10 @@ class Service:
     _db: Database | None = None
     _session: ClientSession | None = None
     _runner: web.AppRunner | None = None
-    _scheduler: AsyncIOScheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     reconciler: Reconciler | None = None
     messaging: Messaging | None = None
+    monitor: MonitorScheduler | None = None
 
     @property
     def db(self) -> Database:
@@ -105,27 +106,9 @@ class Service:
         self._tasks.append(self._supervise(self.messaging.outbox.run(), "outbox"))
         self._tasks.append(self._supervise(self.messaging.keep_bot_running(), "telegram bot"))
 
-        self._scheduler = AsyncIOScheduler()
-        self._scheduler.add_job(
-            billing_tick,
-            "interval",
-            seconds=settings.billing_tick_s,
-            args=[core.lifecycle],
-            id="billing_tick",
-            max_instances=1,
-            coalesce=True,
-        )
-        # Snapshots past their delete-after date (30 days after a destruction) go.
-        self._scheduler.add_job(
-            delete_expired_snapshots,
-            "interval",
-            hours=6,
-            args=[self.reconciler.infra],
-            id="snapshot_retention",
-            max_instances=1,
-            coalesce=True,
-        )
-        self._scheduler.start()
+        self.monitor = build_monitor(settings, core, self.reconciler.infra, wakeup)
+        self.monitor.start()
+        liveness = self._liveness(core)
 
         context = WebContext(
             settings,
@@ -133,6 +116,7 @@ class Service:
             on_paddle_event=contacts.wake,
             login_tokens=self.messaging.context.login_tokens,
             gateway=self.messaging.context.gateway,
+            liveness=liveness,
         )
         web_app = create_app(context)
         if settings.telegram_mode == "webhook":  # Telegram posts updates to us instead
@@ -144,6 +128,43 @@ class Service:
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
         log.info("serving on %s", self.url)
+
+    def _liveness(self, core: CoreServices) -> Liveness:
+        """What GET /healthz reports: the scheduler's jobs, and each long-running task."""
+        liveness = Liveness()
+        assert self.monitor is not None and self.messaging is not None
+        liveness.register("scheduler", self.monitor.liveness)
+        tasks = {task.get_name(): task for task in self._tasks}
+
+        def alive(name: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+            async def probe() -> dict[str, Any]:
+                return {"ok": not tasks[name].done()}
+
+            return probe
+
+        liveness.register("reconciler", alive("reconciler"))
+        outbox_alive = alive("outbox")
+
+        async def outbox() -> dict[str, Any]:
+            row = await core.db.fetch_one(
+                "SELECT count(*) AS n, min(next_attempt_at) AS oldest FROM notifications "
+                "WHERE status = 'pending'"
+            )
+            return await outbox_alive() | {"pending": row["n"] if row else 0}
+
+        liveness.register("outbox", outbox)
+        runtime = self.messaging.runtime
+
+        async def bot() -> dict[str, Any]:
+            # The operators' only console: not polling (Telegram unreachable, a wrong
+            # token, polling crashed and recovering) is worth an uptime alarm.
+            started = tasks["telegram bot"].done()
+            state = "webhook" if runtime.webhook_mode else "polling" if runtime.polling else ""
+            state = state if started else "starting"
+            return {"ok": bool(state) and state != "starting", "state": state or "stopped"}
+
+        liveness.register("bot", bot)
+        return liveness
 
     def _supervise(self, coro: object, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
@@ -158,8 +179,8 @@ class Service:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        if self.monitor is not None:
+            self.monitor.shutdown()
         if self.messaging is not None:
             await self.messaging.close()
         if self.reconciler is not None:

@@ -28,6 +28,8 @@ PRODUCT = "OpenClaw Hosted"
 OPS_KINDS: dict[str, tuple[str, str]] = {
     "instance_failed": ("❌", "instances failed"),
     "instance_unhealthy": ("🩺", "instances unhealthy"),
+    "instance_flapping": ("🔁", "instances flapping"),
+    "instance_recovered": ("💚", "instances recovered"),
     "instance_waiting": ("⏳", "instances waiting"),
     "instance_requested": ("🆕", "instances requested"),
     "instance_active": ("✅", "instances active"),
@@ -213,6 +215,19 @@ def customer_message(
                 + (f" ({reason})." if reason else "."),
                 "Your data is kept. It starts again as soon as the reason is resolved; reply "
                 "to this message if you think this is a mistake.",
+            ],
+        )
+    if kind == "suspension_warning":
+        at, reason = str(ref.get("at", "")), ref.get("reason", "")
+        when = at[:16].replace("T", " ") + " UTC" if at else "soon"
+        return _simple(
+            "Your OpenClaw gateway will be suspended soon",
+            "⏳",
+            [
+                f"Your OpenClaw gateway {instance} will be suspended at {when}"
+                + (f" ({reason})." if reason else "."),
+                "Nothing is deleted: your data is kept, and the gateway keeps running if the "
+                "payment is made (or the subscription renewed) before then.",
             ],
         )
     if kind == "instance_active":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import aiosqlite
@@ -196,6 +197,39 @@ class Lifecycle:
         if done:
             self.wake()
         return done
+
+    async def warn_due_suspensions(self, ahead: timedelta) -> int:
+        """Warn each customer whose instance billing will suspend within `ahead`, once per
+        deadline (a new deadline, e.g. after a failed retry, warns again)."""
+        now = self.clock.now()
+        due = await self.db.fetch_all(
+            "SELECT id, customer_id, next_deadline_at, desired_reason FROM instances "
+            "WHERE desired_state = 'active' AND next_deadline_at IS NOT NULL "
+            "AND next_deadline_at > ? AND next_deadline_at <= ? "
+            "AND (suspension_warned_for IS NULL OR suspension_warned_for != next_deadline_at)",
+            (to_iso(now), to_iso(now + ahead)),
+        )
+        for row in due:
+            reason = str(row["desired_reason"]).removesuffix("; suspends at deadline")
+            async with self.db.transaction() as conn:
+                await update(
+                    conn,
+                    "instances",
+                    "id",
+                    row["id"],
+                    {"suspension_warned_for": row["next_deadline_at"]},
+                )
+                await notify_customer(
+                    conn,
+                    now,
+                    row["customer_id"],
+                    "suspension_warning",
+                    instance_id=row["id"],
+                    ref={"at": row["next_deadline_at"], "reason": reason},
+                )
+        if due:
+            self.wake()
+        return len(due)
 
 
 def dumps(value: Any) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import aiosqlite
 
-from core.models import OperationKind, OperationState, Status
+from core.models import ACTOR_MONITOR, OperationKind, OperationState, Status
 from provisioner.infra import Infra
 from provisioner.provisioning import find_server, ssh_ready, wait_ready
 from provisioner.transitions import take_snapshot
@@ -105,9 +105,23 @@ async def retry(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row)
     return OperationState.DONE, f"retrying from {step}"
 
 
+WEEKLY_KEPT = 4
+
+
 async def snapshot(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
-    image_id = await take_snapshot(infra, instance, "manual", once_per=f"op-{operation['id']}")
-    return OperationState.DONE, f"snapshot {image_id}"
+    """An admin's snapshot is kept until its delete-after date; the monitor's weekly ones
+    are also capped at the newest four."""
+    weekly = operation["requested_by"] == ACTOR_MONITOR
+    kind = "weekly" if weekly else "manual"
+    image_id = await take_snapshot(infra, instance, kind, once_per=f"op-{operation['id']}")
+    if not weekly:
+        return OperationState.DONE, f"snapshot {image_id}"
+    kept = await infra.hetzner.snapshots(f"instance={instance['id']},kind=weekly")
+    kept.sort(key=lambda s: (s.created, s.id), reverse=True)
+    for old in kept[WEEKLY_KEPT:]:
+        await infra.hetzner.delete_image(old.id)
+    pruned = len(kept[WEEKLY_KEPT:])
+    return OperationState.DONE, f"weekly snapshot {image_id}; {pruned} older deleted"
 
 
 async def upgrade(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from core.clock import Clock
 from core.gateway_control import GatewayControl
+from core.liveness import Liveness
 from core.login_tokens import LoginTokens
 from core.services import CoreServices
 from core.settings import Settings
@@ -48,6 +49,8 @@ class WebContext:
     # The customer's way in (/login/<token>): set by app/ once the provisioner exists.
     login_tokens: LoginTokens | None = None
     gateway: GatewayControl | None = None
+    # What GET /healthz reports of the scheduler, the reconciler, the outbox and the bot.
+    liveness: Liveness = field(default_factory=Liveness)
 
     @property
     def db(self) -> Database:

@@ -14,10 +14,13 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """Alive and able to read the database (an uptime monitor's view of us)."""
+    """Alive, able to read the database, and every part moving: 200 when all is well,
+    503 with the part that is not, so an uptime monitor sees a stuck scheduler too."""
     ctx = request.app[CONTEXT]
     version = await ctx.db.user_version()
-    return web.json_response({"ok": True, "schema_version": version})
+    ok, parts = await ctx.liveness.report()
+    body = {"ok": ok, "schema_version": version, "parts": parts}
+    return web.json_response(body, status=200 if ok else 503)
 
 
 @routes.get("/metrics")

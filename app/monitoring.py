@@ -1,0 +1,49 @@
+"""The monitor's jobs, built from the settings and wired to the parts they observe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from core.health import HealthRecorder
+from core.services import CoreServices
+from core.settings import Settings
+from core.snapshot_schedule import queue_weekly_snapshots
+from monitor.billing_clock import billing_tick
+from monitor.health import HealthSweep
+from monitor.scheduler import Job, MonitorScheduler
+from provisioner.infra import Infra
+from provisioner.transitions import delete_expired_snapshots
+
+HOURLY_S = 3600.0  # jobs due by the day or week look this often whether they are due
+
+
+def build_monitor(
+    settings: Settings, core: CoreServices, infra: Infra, wake: Callable[[], None]
+) -> MonitorScheduler:
+    db, clock = core.db, core.clock
+    health = HealthSweep(
+        db,
+        clock,
+        HealthRecorder(db, wake),
+        gateway_port=settings.gateway_port,
+        timeout_s=settings.health_check_timeout_s,
+        concurrency=settings.health_check_concurrency,
+        start_grace_s=settings.start_grace_s,
+    )
+    warn_ahead = timedelta(hours=settings.suspension_warning_hours)
+
+    async def weekly_snapshots() -> None:
+        await queue_weekly_snapshots(db, clock, wake=wake)
+
+    async def billing_clock() -> None:
+        await billing_tick(core.lifecycle, warn_ahead)
+
+    jobs = [
+        Job("health", settings.health_check_interval_s, health.sweep),
+        Job("billing_clock", settings.billing_tick_s, billing_clock),
+        Job("weekly_snapshots", HOURLY_S, weekly_snapshots),
+        # Snapshots past their delete-after date (30 days after a destruction) go.
+        Job("snapshot_retention", 6 * HOURLY_S, lambda: delete_expired_snapshots(infra)),
+    ]
+    return MonitorScheduler(db, clock, jobs)
