@@ -133,11 +133,32 @@ async def _telegram_tour(sims: Simulators, onboarding_token: str) -> None:
         print("\nTelegram: the bot did not answer in time")
 
 
+async def _gateway_incident(sims: Simulators, instance: dict[str, Any]) -> None:
+    """The gateway dies with an error systemd will not restart it from; nobody touches
+    anything: the monitor alerts the ops group, restarts it, and reports the recovery."""
+    assert sims.vps is not None
+    await sims.vps.crash_gateway(instance["hetzner_server_id"], exit_code=78)
+    print("\nThe gateway crashes (exit 78: systemd gives up). The ops group hears:")
+    telegram = sims.telegram
+    try:
+        while True:
+            message = await telegram.next_bot_message(sims.ops_chat_id, timeout_s=60)
+            text = message.text or ""
+            if "unhealthy" in text or "healthy again" in text:
+                print(f"  {text}", flush=True)
+            if "healthy again" in text:
+                return
+    except TimeoutError:
+        print("  (no recovery notice in time)")
+
+
 async def run_demo(data_dir: Path, time_scale: float, once: bool) -> None:
     sims = Simulators(data_dir, time_scale=time_scale, http_port=_free_port() if once else 8000)
     await sims.start()
     try:
         values = {key.lower(): value for key, value in sims.env().items()}
+        # Health checks every 2 s instead of 5 min, so the incident below plays out live.
+        values |= {"health_check_interval_s": "2", "start_grace_s": "2"}
         settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
         service = Service(settings)
         await service.start()
@@ -149,8 +170,10 @@ async def run_demo(data_dir: Path, time_scale: float, once: bool) -> None:
                 instance = await _until_active(sims, service.url, timeout_s=300)
             print("instance:", json.dumps(instance, indent=2))
             await _telegram_tour(sims, onboarding_token)
+            if sims.vps is not None and instance.get("status") == "active":
+                await _gateway_incident(sims, instance)
             print(
-                "\nNot built yet: the monitor and the storefront.\n"
+                "\nNot built yet: the storefront.\n"
                 f"Admin API: curl -H 'X-API-Key: {sims.admin_api_key}' {service.url}/api/instances"
             )
             print("demo running; Ctrl-C stops it", flush=True)

@@ -69,3 +69,5 @@ def configure(log_format: str, secrets: Iterable[str], level: int = logging.INFO
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # asyncssh logs every connection, channel and auth step at INFO: noise at fleet scale.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)

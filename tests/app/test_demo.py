@@ -104,3 +104,8 @@ def test_demo_takes_a_payment_to_an_instance(tmp_path: Path) -> None:
         assert "/login/" in result.stdout and "Control UI: http://127." in result.stdout
         # An operator's /list in the ops group lists the instance.
         assert "Instances · 1" in result.stdout
+        # The gateway crashes: alert, automatic restart and recovery, nobody touching it.
+        incident = result.stdout.split("The gateway crashes")[1]
+        assert "is unhealthy: 3 failed health checks" in incident
+        assert "Restarting the gateway" in incident
+        assert "is healthy again after" in incident
