@@ -9,7 +9,7 @@ import random
 import resource
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from db.connection import Database
 from monitor.health import HealthSweep, SweepSummary
 from sim.gateways import GatewayFleetSim, State
 from tests.conftest import LIFETIME_PRICE, MONTHLY_PRICE
+from tests.provisioner.conftest import World, needs_root
 
 INTERVAL = timedelta(seconds=300)
 TIMEOUT_S = 5.0
@@ -260,3 +261,55 @@ async def test_a_thousand_instances_with_a_tenth_hanging_stay_within_bounds(
     finally:
         await fleet.sim.stop()
         await db.close()
+
+
+@needs_root
+async def test_a_killed_gateway_on_a_real_server_is_repaired_by_the_reconciler(
+    world: World,
+) -> None:
+    """The whole loop against a simulated server: the monitor observes and queues, the
+    reconciler restarts over SSH and reboots through Hetzner, and the recovery is told."""
+    instance_id = await world.provision()
+    await world.reconciler.settle()
+    row = await world.instance(instance_id)
+    assert row["status"] == "active"
+    clock = FakeClock(start=datetime.now(UTC), autoadvance=False)
+    sweeper = HealthSweep(
+        world.core.db, clock, HealthRecorder(world.core.db, world.reconciler.wake),
+        gateway_port=18789, timeout_s=TIMEOUT_S, concurrency=10, start_grace_s=GRACE_S,
+    )  # fmt: skip
+
+    async def sweep() -> None:
+        clock.advance(INTERVAL)
+        await sweeper.sweep()
+
+    async def health_alerts() -> list[str]:
+        rows = await world.notifications("instance_unhealthy")
+        rows += await world.notifications("instance_recovered")
+        return [r["kind"] for r in sorted(rows, key=lambda r: r["id"])]
+
+    await sweep()
+    assert (await world.instance(instance_id))["health_status"] == "healthy"
+    # Killed, and every start systemd tries dies too: only a human fix will do.
+    await world.vps.crash_gateway(row["hetzner_server_id"], times=1_000_000)
+    for _ in range(3):
+        await sweep()
+    assert await health_alerts() == ["instance_unhealthy"]
+    await world.reconciler.settle()  # restarts it over SSH: it dies again
+    assert await world.operations(instance_id) == [("restart_gateway", "failed")]
+    for _ in range(7):
+        await sweep()
+    assert await health_alerts() == ["instance_unhealthy"] * 2
+    await world.reconciler.settle()  # reboots the server through Hetzner
+    assert await world.operations(instance_id) == [
+        ("restart_gateway", "failed"),
+        ("reboot", "failed"),
+    ]
+    world.vps.vps(row["hetzner_server_id"]).gateway.faults.crash_next_starts = 0  # fixed
+    for _ in range(100):  # systemd's next automatic restart brings it up
+        await sweep()
+        if (await world.instance(instance_id))["health_status"] == "healthy":
+            break
+        await asyncio.sleep(0.05)
+    assert await health_alerts() == ["instance_unhealthy"] * 2 + ["instance_recovered"]
+    assert len(await world.operations(instance_id)) == 2  # nothing more was queued
