@@ -11,11 +11,13 @@ from core.settings import Settings
 from core.snapshot_schedule import queue_weekly_snapshots
 from monitor.billing_clock import billing_tick
 from monitor.health import HealthSweep
+from monitor.resources import ResourceCheck
 from monitor.scheduler import Job, MonitorScheduler
 from provisioner.infra import Infra
 from provisioner.transitions import delete_expired_snapshots
 
 HOURLY_S = 3600.0  # jobs due by the day or week look this often whether they are due
+QUIET_RESTARTS_S = 300.0
 
 
 def build_monitor(
@@ -39,9 +41,24 @@ def build_monitor(
     async def billing_clock() -> None:
         await billing_tick(core.lifecycle, warn_ahead)
 
+    resources = ResourceCheck(
+        db,
+        clock,
+        infra.ssh,
+        core.admin,
+        disk_alert_percent=settings.disk_alert_percent,
+        memory_alert_mb=settings.gateway_memory_alert_mb,
+    )
+
+    async def quiet_restarts() -> None:
+        await resources.queue_due_restarts()
+
     jobs = [
         Job("health", settings.health_check_interval_s, health.sweep),
         Job("billing_clock", settings.billing_tick_s, billing_clock),
+        Job("resources", settings.resource_check_interval_s, resources.check),
+        # A leaking gateway's restart waits for its quiet hour: look often enough to hit it.
+        Job("quiet_restarts", QUIET_RESTARTS_S, quiet_restarts),
         Job("weekly_snapshots", HOURLY_S, weekly_snapshots),
         # Snapshots past their delete-after date (30 days after a destruction) go.
         Job("snapshot_retention", 6 * HOURLY_S, lambda: delete_expired_snapshots(infra)),

@@ -10,6 +10,7 @@ import aiosqlite
 
 from core.models import Status
 from core.redaction import redact
+from core.resources import ResourceFigures
 
 STATUS_EMOJI: dict[str, str] = {
     Status.PROVISIONING: "⏳",
@@ -55,8 +56,17 @@ def instance_card(row: aiosqlite.Row) -> str:
     if row["desired_reason"]:
         desired += f" ({esc(row['desired_reason'])})"
     lines.append(f"Desired: {desired}")
-    health = row["health_status"]
-    lines.append(f"Health: {HEALTH_EMOJI.get(health, '❔')} {esc(health)}")
+    lines.append(_health_line(row))
+    figures = ResourceFigures.from_json(row["resources"])
+    if figures is not None:
+        gateway = f"gateway {esc(figures.gateway_state)}"
+        if figures.gateway_memory_mb is not None:
+            gateway += f" {figures.gateway_memory_mb} MB"
+        lines.append(
+            f"Resources: disk {figures.disk_used_pct:.0f}% of {figures.disk_total_gb:.0f} GB · "
+            f"memory {figures.memory_used_mb}/{figures.memory_total_mb} MB · {gateway} "
+            f"({esc(row['resources_checked_at'])})"
+        )
     if row["server_name"]:
         lines.append(f"Server: {code(row['server_name'])} {esc(row['location'] or '')}".rstrip())
     if row["server_ip"]:
@@ -74,6 +84,19 @@ def instance_card(row: aiosqlite.Row) -> str:
         lines.append(f"Muted until: {esc(row['muted_until'])}")
     lines.append(f"Created: {esc(row['created_at'])}")
     return "\n".join(lines)
+
+
+def _health_line(row: aiosqlite.Row) -> str:
+    """Health as the monitor last saw it: since when it is up, or how long it fails."""
+    health = row["health_status"]
+    line = f"Health: {HEALTH_EMOJI.get(health, '❔')} {esc(health)}"
+    if health == "healthy" and row["healthy_since"]:
+        line += f" since {esc(row['healthy_since'])}"
+    elif row["consecutive_failures"]:
+        line += f", {row['consecutive_failures']} failed checks since {esc(row['failing_since'])}"
+    if row["last_health_check"]:
+        line += f" (checked {esc(row['last_health_check'])})"
+    return line
 
 
 def usd(amount: float) -> str:

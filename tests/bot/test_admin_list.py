@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.callbacks import CardAction, ListPage
+from core.resources import ResourceFigures
 from tests.bot.conftest import World
 
 # Every test here ends with no task of the bot left running.
@@ -72,3 +73,28 @@ async def test_status_unknown_several_and_bad_arguments(world: World) -> None:
     assert reply.text == "No instance found for nobody@example.com."
     reply = await world.ask("status")
     assert (reply.text or "").startswith("Usage: /status")
+
+
+async def test_status_shows_what_the_monitor_last_saw(world: World) -> None:
+    instance = await world.provision("mon@example.com")
+    figures = ResourceFigures(91.0, 36.4, 40.0, 2900, 3800, "active", 1650)
+    async with world.db.transaction() as conn:
+        await conn.execute(
+            "UPDATE instances SET status = 'active', health_status = 'healthy', "
+            "healthy_since = '2026-11-24T09:00:00.000000Z', "
+            "last_health_check = '2026-11-24T11:55:00.000000Z', resources = ?, "
+            "resources_checked_at = '2026-11-24T11:00:00.000000Z' WHERE id = ?",
+            (figures.to_json(), instance),
+        )
+    text = (await world.ask("status", instance)).text or ""
+    assert "Health: 💚 healthy since 2026-11-24T09:00:00" in text
+    assert "checked 2026-11-24T11:55:00" in text
+    assert "disk 91% of 40 GB · memory 2900/3800 MB · gateway active 1650 MB" in text
+    async with world.db.transaction() as conn:
+        await conn.execute(
+            "UPDATE instances SET health_status = 'unhealthy', consecutive_failures = 4, "
+            "failing_since = '2026-11-24T11:40:00.000000Z' WHERE id = ?",
+            (instance,),
+        )
+    text = (await world.ask("status", instance)).text or ""
+    assert "💔 unhealthy, 4 failed checks since 2026-11-24T11:40:00" in text

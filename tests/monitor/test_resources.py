@@ -14,14 +14,11 @@ from core.mute import mute
 from core.resources import ResourceFigures, quiet_window_start
 from monitor.resources import ParseError, ResourceCheck, parse_figures
 from provisioner.provisioning import reboot_hour
-from tests.provisioner import conftest as provisioner_world
 from tests.provisioner.conftest import World
 
 DISK_PERCENT = 85
 MEMORY_MB = 1536
 MIB = 1024 * 1024
-
-world = provisioner_world.world  # the fixture: Hetzner, servers and reconciler simulated
 
 # What an Ubuntu 24.04 CAX11 prints for the script (procps 4, systemd 255).
 UBUNTU = """@@ocm df
