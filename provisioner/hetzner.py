@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,6 +35,8 @@ T = TypeVar("T")
 # hcloud's transport retries (429, conflict, timeouts, 502/504): few and quick, because
 # the reconciler's step policy is the layer that rides out longer outages.
 TRANSPORT_RETRIES = 3
+# Hetzner's largest page: a list of the fleet costs one request per 50 servers.
+PAGE_SIZE = 50
 
 
 def transport_backoff(retries: int) -> float:
@@ -239,12 +241,14 @@ class Hetzner:
             await self._call(self._client.firewalls.apply_to_resources, firewall, [target])
         return _id(firewall.id)
 
-    async def monthly_price_eur(self, server_type: str, location: str) -> float | None:
+    async def server_type_prices(self, server_type: str) -> dict[str, float]:
+        """Gross monthly EUR by location, where Hetzner offers the type (one request)."""
         found = await self._call(self._client.server_types.get_by_name, server_type)
-        for price in (found.prices or []) if found else []:
-            if price.get("location") == location:
-                return float(price["price_monthly"]["gross"])
-        return None
+        prices = (found.prices or []) if found else []
+        return {str(p["location"]): float(p["price_monthly"]["gross"]) for p in prices}
+
+    async def monthly_price_eur(self, server_type: str, location: str) -> float | None:
+        return (await self.server_type_prices(server_type)).get(location)
 
     # -- servers --------------------------------------------------------------------------
 
@@ -262,9 +266,24 @@ class Hetzner:
         return _server_info(server)
 
     async def servers(self, label_selector: str) -> list[ServerInfo]:
-        """Every server matching the selector, in pages of 50 (one request a page)."""
-        found = await self._call(self._client.servers.get_all, label_selector=label_selector)
-        return [_server_info(s) for s in found]
+        """Every server matching the selector (once each, though pages may shift)."""
+        found = {s.id: s async for page in self.server_pages(label_selector) for s in page}
+        return list(found.values())
+
+    async def server_pages(self, label_selector: str) -> AsyncIterator[list[ServerInfo]]:
+        """The matching servers a page at a time, each page one request through the budget."""
+        page: int | None = 1
+        while page is not None:
+            result = await self._call(
+                self._client.servers.get_list,
+                label_selector=label_selector,
+                page=page,
+                per_page=PAGE_SIZE,
+            )
+            yield [_server_info(s) for s in result.servers]
+            pagination = result.meta.pagination if result.meta else None
+            following = pagination.next_page if pagination else None
+            page = following if following is not None and following > page else None
 
     async def create_server(
         self,
