@@ -11,8 +11,10 @@ from core.settings import Settings
 from core.snapshot_schedule import queue_weekly_snapshots
 from monitor.billing_clock import billing_tick
 from monitor.health import HealthSweep
+from monitor.prices import refresh_prices_if_due
 from monitor.resources import ResourceCheck
 from monitor.scheduler import Job, MonitorScheduler
+from monitor.vps_status import VpsStatusCheck
 from provisioner.infra import Infra
 from provisioner.transitions import delete_expired_snapshots
 
@@ -50,16 +52,29 @@ def build_monitor(
         memory_alert_mb=settings.gateway_memory_alert_mb,
     )
 
+    vps_status = VpsStatusCheck(db, clock, infra.hetzner, wake=wake)
+
+    async def prices() -> None:
+        await refresh_prices_if_due(
+            db,
+            clock,
+            infra.hetzner,
+            server_type=settings.hcloud_server_type,
+            locations=settings.hcloud_locations,
+        )
+
     async def quiet_restarts() -> None:
         await resources.queue_due_restarts()
 
     jobs = [
         Job("health", settings.health_check_interval_s, health.sweep),
         Job("billing_clock", settings.billing_tick_s, billing_clock),
+        Job("vps_status", settings.status_check_interval_s, vps_status.check),
         Job("resources", settings.resource_check_interval_s, resources.check),
         # A leaking gateway's restart waits for its quiet hour: look often enough to hit it.
         Job("quiet_restarts", QUIET_RESTARTS_S, quiet_restarts),
         Job("weekly_snapshots", HOURLY_S, weekly_snapshots),
+        Job("prices", HOURLY_S, prices),  # refreshed when a day old
         # Snapshots past their delete-after date (30 days after a destruction) go.
         Job("snapshot_retention", 6 * HOURLY_S, lambda: delete_expired_snapshots(infra)),
     ]
