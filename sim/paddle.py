@@ -1,8 +1,8 @@
 """Paddle on loopback: the customers API and a webhook sender that signs like Paddle.
 
-The API answers `GET /customers/{id}` with Paddle's shapes (`{data, meta}` and
-`{error: {type, code, detail, documentation_url}, meta}`), with knobs for an
-outage. The sender builds realistic envelopes (`evt_…`, `ntf_…`, microsecond
+The API answers `GET /customers/{id}` and `GET /customers?per_page=N` with Paddle's
+shapes (`{data, meta}` and `{error: {type, code, detail, documentation_url}, meta}`),
+with knobs for an outage. The sender builds realistic envelopes (`evt_…`, `ntf_…`, microsecond
 `occurred_at`), signs them (`ts=…;h1=…`) and delivers them at least once:
 duplicates, out of order, and retried while the receiver answers non-2xx.
 """
@@ -64,7 +64,8 @@ class Customer:
 
 
 class PaddleSim:
-    """`GET /customers/{id}` behind a Bearer API key; `failures` answers the next N with 503."""
+    """`GET /customers/{id}` and `GET /customers` behind a Bearer API key; `failures`
+    answers the next N with 503."""
 
     def __init__(self, api_key: str = "pdl_sdbx_apikey_sim") -> None:
         self.api_key = api_key
@@ -83,6 +84,7 @@ class PaddleSim:
         if not host.startswith("127."):
             raise ValueError("simulators listen on loopback only")
         app = web.Application()
+        app.router.add_get("/customers", self._list_customers)
         app.router.add_get("/customers/{customer_id}", self._get_customer)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -112,7 +114,8 @@ class PaddleSim:
             status=status,
         )
 
-    async def _get_customer(self, request: web.Request) -> web.Response:
+    def _refused(self, request: web.Request) -> web.Response | None:
+        """The answer to a request without a valid API key, or during an outage."""
         self.requests.append(request.path)
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
@@ -124,6 +127,41 @@ class PaddleSim:
         if self.failures > 0:
             self.failures -= 1
             return self._error(503, "api_error", "service_unavailable", "Service unavailable")
+        return None
+
+    async def _list_customers(self, request: web.Request) -> web.Response:
+        """Newest first, `per_page` of them (1..200, default 50), as Paddle pages them."""
+        if (refusal := self._refused(request)) is not None:
+            return refusal
+        raw = request.query.get("per_page", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= 200:
+            return self._error(
+                400, "request_error", "invalid_field", "per_page must be between 1 and 200"
+            )
+        per_page = int(raw)
+        everyone = sorted(self.customers.values(), key=lambda c: c.created_at, reverse=True)
+        page = everyone[:per_page]
+        more = len(everyone) > per_page
+        return web.json_response(
+            {
+                "data": [customer.as_json() for customer in page],
+                "meta": {
+                    "request_id": paddle_id("req"),
+                    "pagination": {
+                        "per_page": per_page,
+                        "next": f"{self.url}/customers?after={page[-1].id}&per_page={per_page}"
+                        if more
+                        else None,
+                        "has_more": more,
+                        "estimated_total": len(everyone),
+                    },
+                },
+            }
+        )
+
+    async def _get_customer(self, request: web.Request) -> web.Response:
+        if (refusal := self._refused(request)) is not None:
+            return refusal
         customer = self.customers.get(request.match_info["customer_id"])
         if customer is None:
             return self._error(

@@ -8,10 +8,17 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
-from sim.paddle import WebhookSender, envelope, paddle_id, signature_header, subscription_data
+from sim.paddle import (
+    PaddleSim,
+    WebhookSender,
+    envelope,
+    paddle_id,
+    signature_header,
+    subscription_data,
+)
 
 SECRET = "pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_test"
 
@@ -79,3 +86,28 @@ async def test_deliver_all_reverses_and_duplicates(
     await sender.deliver_all(events, reverse=True, duplicates=1)
     ids = [s["event_id"] for s in seen[2:]]
     assert ids == [events[1]["event_id"]] * 2 + [events[0]["event_id"]] * 2
+
+
+async def test_customers_list_pages_behind_the_api_key() -> None:
+    sim = PaddleSim(api_key="pdl_sdbx_apikey_list")
+    await sim.start()
+    try:
+        for n in range(3):
+            sim.add_customer(f"c{n}@example.test")
+        async with ClientSession() as http:
+            good = {"Authorization": "Bearer pdl_sdbx_apikey_list"}
+            async with http.get(f"{sim.url}/customers?per_page=1", headers=good) as resp:
+                body = await resp.json()
+                assert resp.status == 200 and len(body["data"]) == 1
+                assert body["meta"]["pagination"]["has_more"] is True
+                assert body["meta"]["pagination"]["estimated_total"] == 3
+            async with http.get(f"{sim.url}/customers?per_page=0", headers=good) as resp:
+                assert resp.status == 400
+            bad = {"Authorization": "Bearer pdl_sdbx_apikey_wrong"}
+            async with http.get(f"{sim.url}/customers", headers=bad) as resp:
+                assert resp.status == 403
+                assert (await resp.json())["error"]["code"] == "forbidden"
+            async with http.get(f"{sim.url}/customers") as resp:
+                assert resp.status == 401
+    finally:
+        await sim.stop()
