@@ -51,6 +51,9 @@ class WebContext:
     gateway: GatewayControl | None = None
     # What GET /healthz reports of the scheduler, the reconciler, the outbox and the bot.
     liveness: Liveness = field(default_factory=Liveness)
+    # The bot's @username (from Telegram's getMe), set by app/ once known: the welcome
+    # page's t.me deep link needs it; until then the page says the link comes by email.
+    bot_username: str | None = None
 
     @property
     def db(self) -> Database:

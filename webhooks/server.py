@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from webhooks import admin, health, login, openapi, paddle
+from webhooks import admin, fleet, health, login, openapi, paddle, storefront
 from webhooks.context import CONTEXT, WebContext
 from webhooks.errors import Handler, error_response, json_errors
 from webhooks.ratelimit import RateLimiter, client_ip
@@ -41,6 +41,8 @@ def create_app(ctx: WebContext) -> web.Application:
     )
     app[CONTEXT] = ctx
     app[RATE_LIMITER] = RateLimiter(ctx.settings.admin_rate_limit_per_s, ctx.clock)
-    for table in (paddle.routes, admin.routes, health.routes, openapi.routes, login.routes):
+    tables = (paddle.routes, admin.routes, health.routes, openapi.routes, login.routes)
+    for table in (*tables, storefront.routes):
         app.add_routes(table)
+    app.add_routes(fleet.routes)  # fleet upgrades: admin routes (X-API-Key) like the others
     return app
