@@ -1,4 +1,4 @@
-"""`openclaw-hosted`: run, demo, sim, migrate, check-config, image build."""
+"""`openclaw-hosted`: run, demo, sim, migrate, check-config, image build, restore."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from core.clock import SystemClock
 from core.redaction import redact
 from core.settings import Settings, StorageSettings, secret_values
 from db.connection import Database
+from monitor.db_backup import BackupError, restore_database
 from provisioner.image import build_golden_image
 
 EXIT_CONFIG = 2
@@ -72,6 +73,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print(f"applied migrations {', '.join(map(str, applied))} to {storage.database_path}")
     else:
         print(f"{storage.database_path} is up to date")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    storage = StorageSettings(_env_file=args.env_file)
+    backup = Path(args.file)
+    try:
+        kept = asyncio.run(restore_database(backup, storage.database_path, SystemClock().now()))
+    except (BackupError, OSError) as exc:  # one line for the operator, not a traceback
+        print(f"openclaw-hosted: restore refused: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"restored {backup} to {storage.database_path}")
+    if kept is not None:
+        print(f"the previous database is kept as {kept}")
     return 0
 
 
@@ -165,6 +180,11 @@ def parser() -> argparse.ArgumentParser:
         f"else {DEFAULT_BASE_IMAGE})",
     )
     build.set_defaults(func=cmd_image_build)
+    restore = commands.add_parser(
+        "restore", help="put a database backup in place (the service must be stopped)"
+    )
+    restore.add_argument("file", metavar="FILE", help="a backup made by the service")
+    restore.set_defaults(func=cmd_restore)
     return root
 
 
