@@ -26,3 +26,10 @@ class Confirm(CallbackData, prefix="cf"):
     id: int
     yes: bool
     step: int = 1  # destroy asks twice: a press counts only for the step it was shown at
+
+
+class RolloutConfirm(CallbackData, prefix="ro"):
+    """Yes/no on a proposed rollout (rollouts.id, state proposed), single-use."""
+
+    id: int
+    yes: bool

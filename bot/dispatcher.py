@@ -12,8 +12,8 @@ from aiogram import Dispatcher, Router
 
 from bot import customer, ops_migration
 from bot.access import IN_GROUP_CALLBACK, IN_GROUP_MESSAGE, AdminGate
+from bot.admin import fleet, lifecycle, logs, mute, stats, status
 from bot.admin import help as help_
-from bot.admin import lifecycle, logs, mute, stats, status
 from bot.admin import list as list_
 from bot.context import BotContext
 
@@ -32,6 +32,7 @@ def build_admin_router(ctx: BotContext) -> Router:
         logs.build_router(),
         mute.build_router(),
         stats.build_router(),
+        fleet.build_router(),
         help_.build_router(),
     )
     return admin

@@ -68,6 +68,11 @@ class ResourceFigures:
     memory_total_mb: int
     gateway_state: str  # systemd's ActiveState: active, inactive, failed, activating...
     gateway_memory_mb: int | None  # None when systemd has no figure (the unit is not running)
+    # OS updates and the OpenClaw version, for /fleet (None: not read, e.g. older figures).
+    updates_pending: int | None = None  # packages apt would upgrade
+    security_updates: int | None = None  # of which from the security pocket
+    reboot_required: bool | None = None  # /var/run/reboot-required is there
+    openclaw_version: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -79,7 +84,8 @@ class ResourceFigures:
             return None
         try:
             values = json.loads(text)
-            return cls(**{name: values[name] for name in cls.__dataclass_fields__})
+            known = [name for name in cls.__dataclass_fields__ if name in values]
+            return cls(**{name: values[name] for name in known})
         except (ValueError, TypeError, KeyError):
             return None
 
@@ -268,21 +274,18 @@ class ResourceRecords:
                 self.quiet_hour(instance_id),
             )
             state = judgement.state
-            await update(
-                conn,
-                "instances",
-                "id",
-                instance_id,
-                {
-                    "resources": figures.to_json(),
-                    "resources_checked_at": to_iso(now),
-                    "resources_error": None,
-                    "resources_error_at": None,
-                    "disk_alerted_at": _opt_iso(state.disk_alerted_at),
-                    "memory_alerted_at": _opt_iso(state.memory_alerted_at),
-                    "memory_restart_due_at": _opt_iso(state.restart_due_at),
-                },
-            )
+            fields = {
+                "resources": figures.to_json(),
+                "resources_checked_at": to_iso(now),
+                "resources_error": None,
+                "resources_error_at": None,
+                "disk_alerted_at": _opt_iso(state.disk_alerted_at),
+                "memory_alerted_at": _opt_iso(state.memory_alerted_at),
+                "memory_restart_due_at": _opt_iso(state.restart_due_at),
+            }
+            if figures.openclaw_version:  # what the server runs, as read with the figures
+                fields["openclaw_version"] = figures.openclaw_version
+            await update(conn, "instances", "id", instance_id, fields)
             customer_id = row["customer_id"]
             for event_type, payload in judgement.events:
                 await record_event(

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     disk_alert_percent: float = Field(default=85, gt=0, le=100)
     gateway_memory_alert_mb: int = Field(default=1536, gt=0)
     suspension_warning_hours: float = Field(default=24, ge=0)
+    # Fleet upgrades (/upgrade, POST /api/fleet/upgrade): the defaults of a rollout.
+    rollout_batch_size: int = Field(default=5, ge=1, le=100)
+    rollout_max_failures: int = Field(default=2, ge=1)
+    rollout_soak_s: int = Field(default=1800, ge=0, le=7 * 24 * 3600)
 
     # The billing policy's day counts (DESIGN.md "Billing policy").
     past_due_suspend_days: float = Field(default=7, ge=0)

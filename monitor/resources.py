@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,7 +40,10 @@ _UNSET_BYTES = 2**64 - 1  # systemd's "no figure" before it learned to print [no
 _MIB = 1024 * 1024
 
 # One session, every figure. POSIX df in KiB (no line wrapping), free in MiB, and the
-# gateway unit's properties; each part after a marker line, stderr folded in.
+# gateway unit's properties; each part after a marker line, stderr folded in. Then, for
+# /fleet: the upgrades apt would install (a simulation, `-s`, from the package lists
+# the daily apt timer refreshes: no network, no lock), whether an installed update
+# waits for a reboot, and the OpenClaw version.
 SCRIPT = f"""export LC_ALL=C
 echo '{MARK}df'
 df -P -k / 2>&1
@@ -47,8 +51,15 @@ echo '{MARK}free'
 free -m 2>&1
 echo '{MARK}gateway'
 systemctl show {GATEWAY_UNIT} -p ActiveState,MemoryCurrent 2>&1
+echo '{MARK}updates'
+apt-get -s -o Debug::NoLocking=1 dist-upgrade 2>/dev/null | grep '^Inst ' || true
+echo '{MARK}reboot'
+if [ -e /var/run/reboot-required ]; then echo required; else echo none; fi
+echo '{MARK}openclaw'
+openclaw --version 2>/dev/null || true
 echo '{MARK}end'
 """
+_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?")
 
 
 class ParseError(ValueError):
@@ -120,6 +131,12 @@ def parse_gateway(lines: list[str]) -> tuple[str, int | None]:
     return state, int(memory) // _MIB
 
 
+def parse_updates(lines: list[str]) -> tuple[int, int]:
+    """`apt-get -s dist-upgrade`'s `Inst` lines → (pending, from the security pocket)."""
+    installs = [line for line in lines if line.startswith("Inst ")]
+    return len(installs), len([line for line in installs if "-security" in line])
+
+
 def parse_figures(output: str) -> ResourceFigures:
     """The figures script's output → figures. Raises ParseError on anything unexpected."""
     sections = _sections(output)
@@ -129,6 +146,12 @@ def parse_figures(output: str) -> ResourceFigures:
     disk_pct, disk_used, disk_total = parse_df(sections["df"])
     memory_used, memory_total = parse_free(sections["free"])
     state, gateway_memory = parse_gateway(sections["gateway"])
+    # Read since /fleet: absent from an older script's output, which is no error.
+    pending = security = None
+    if "updates" in sections:
+        pending, security = parse_updates(sections["updates"])
+    reboot = sections.get("reboot")
+    version = _VERSION.search(" ".join(sections.get("openclaw", [])))
     return ResourceFigures(
         disk_used_pct=disk_pct,
         disk_used_gb=disk_used,
@@ -137,6 +160,10 @@ def parse_figures(output: str) -> ResourceFigures:
         memory_total_mb=memory_total,
         gateway_state=state,
         gateway_memory_mb=gateway_memory,
+        updates_pending=pending,
+        security_updates=security,
+        reboot_required=None if reboot is None else "required" in reboot,
+        openclaw_version=version.group() if version else None,
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import aiosqlite
 
 from core.models import ACTOR_MONITOR, OperationKind, OperationState, Status
+from provisioner import upgrade
 from provisioner.infra import Infra
 from provisioner.provisioning import find_server, ssh_ready, wait_ready
 from provisioner.transitions import take_snapshot
@@ -124,13 +125,12 @@ async def snapshot(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.R
     return OperationState.DONE, f"weekly snapshot {image_id}; {pruned} older deleted"
 
 
-async def upgrade(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
-    return OperationState.FAILED, "fleet upgrades are not built yet"
-
-
 async def run_operation(infra: Infra, instance: aiosqlite.Row, operation: aiosqlite.Row) -> Result:
     kind = OperationKind(operation["kind"])
     status = instance["status"]
+    if kind is OperationKind.UPGRADE and status != Status.ACTIVE:
+        # Never on a suspended server: it gets the version when it is upgraded next.
+        return OperationState.CANCELED, f"no upgrade: the instance is {status}"
     if kind in NEEDS_ACTIVE and status != Status.ACTIVE:
         return OperationState.FAILED, f"{kind.value} needs an active instance; it is {status}"
     if kind is OperationKind.RETRY and status != Status.FAILED:
@@ -141,6 +141,6 @@ async def run_operation(infra: Infra, instance: aiosqlite.Row, operation: aiosql
         OperationKind.REPROVISION: reprovision,
         OperationKind.RETRY: retry,
         OperationKind.SNAPSHOT: snapshot,
-        OperationKind.UPGRADE: upgrade,
+        OperationKind.UPGRADE: upgrade.upgrade,
     }[kind]
     return await handler(infra, instance, operation)

@@ -11,6 +11,7 @@ import aiosqlite
 import provisioner.gateway as gateway
 from core.clock import to_iso
 from core.ids import server_name
+from core.rollout_store import target_version
 from provisioner.cloud_init import new_host_key, user_data
 from provisioner.config import MANAGED_LABEL, MANAGED_SELECTOR, MANAGED_VALUE, ProvisionerConfig
 from provisioner.hetzner import ErrorKind, Hetzner, HetznerError, ServerInfo
@@ -189,8 +190,10 @@ def reboot_hour(instance_id: str) -> int:
 async def install(infra: Infra, instance: aiosqlite.Row) -> Outcome:
     instance_id = instance["id"]
     password = new_gateway_password()
+    # The fleet's target: a rollout's version once past its canary, else the setting.
+    version = await target_version(infra.db, infra.config.openclaw_version)
     script = install_script(
-        openclaw_version=infra.config.openclaw_version,
+        openclaw_version=version,
         gateway_port=infra.config.gateway_port,
         public_ip=instance["server_ip"],
         reboot_hour=reboot_hour(instance_id),
@@ -204,7 +207,9 @@ async def install(infra: Infra, instance: aiosqlite.Row) -> Outcome:
     if result.exit_status != 0:
         return Fail(f"install script exited {result.exit_status}")
     infra.passwords[instance_id] = password
-    await infra.records.save(instance_id, password_hash=password_hash(password))
+    await infra.records.save(
+        instance_id, password_hash=password_hash(password), openclaw_version=version
+    )
     return Next("verify")
 
 

@@ -25,6 +25,7 @@ from provisioner import operations, provisioning, transitions
 from provisioner.hetzner import ErrorKind, HetznerError
 from provisioner.infra import Infra
 from provisioner.outcomes import Fail, Next, Outcome, Retry, Wait
+from provisioner.rollout import RolloutDriver
 from provisioner.ssh import HostKeyMismatch, SshError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class Reconciler:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(infra.config.concurrency)
         self._alerted_waits: set[tuple[str, str]] = set()
+        # Fleet upgrades: the open rollout is moved on at each pass, before the instances.
+        self.rollouts = RolloutDriver(infra, self.wake)
 
     def wake(self) -> None:
         self._wake.set()
@@ -75,12 +78,19 @@ class Reconciler:
         """Forever: start work for every instance that needs it, then wait for a wake-up."""
         while True:
             self._wake.clear()  # before the pass: a wake during it means look again
+            timeout = self.tick_s
+            try:
+                due = await self.rollouts.tick()
+                if due is not None:
+                    timeout = min(timeout, due)
+            except Exception:
+                log.exception("rollout pass failed; trying again")
             try:
                 await self.reconcile_all()
             except Exception:
                 log.exception("reconcile pass failed; trying again")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.tick_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def stop(self) -> None:
         for task in list(self._running.values()):
@@ -239,6 +249,8 @@ class Reconciler:
             except Exception as exc:
                 state, result = OperationState.FAILED, f"{type(exc).__name__}: {exc}"
         await self.records.finish_operation(operation, state, result)
+        if kind is OperationKind.UPGRADE:
+            self.wake()  # the rollout waiting for it moves on now, not at the next tick
         log.info(
             "operation %s %s: %s",
             kind.value,

@@ -28,6 +28,9 @@ from sim.vps_guest import (
     write_wrapper,
 )
 
+SIMULATE = {"-s", "--simulate", "--just-print", "--dry-run", "--recon", "--no-act"}
+PENDING_UPGRADES = "/var/lib/ocsim/pending-upgrades"
+
 
 def apt_get(args: list[str]) -> int:
     words = [a for a in args if not a.startswith("-")]
@@ -39,6 +42,8 @@ def apt_get(args: list[str]) -> int:
         err("E: No command given\n")
         return 100
     verb, packages = words[0], words[1:]
+    if SIMULATE & set(args) and verb in ("upgrade", "dist-upgrade", "full-upgrade"):
+        return _simulated_upgrade()
     if (
         denied := need_root(
             "apt-get",
@@ -93,6 +98,26 @@ def apt_get(args: list[str]) -> int:
     os.makedirs(os.path.dirname(PACKAGES), exist_ok=True)
     with open(PACKAGES, "w") as f:
         json.dump(installed, f)
+    return 0
+
+
+def _simulated_upgrade() -> int:
+    """`apt-get -s dist-upgrade`: what would be upgraded, changing nothing (no root
+    needed). The pending upgrades are the `Inst ...` lines in PENDING_UPGRADES, which a
+    test writes into the VPS (none by default: a fresh, up-to-date server)."""
+    out("NOTE: This is only a simulation!\n")
+    out("      apt-get needs root privileges for real execution.\n")
+    out("Reading package lists... Done\nBuilding dependency tree... Done\n")
+    try:
+        with open(PENDING_UPGRADES) as f:
+            lines = [line.strip() for line in f if line.startswith("Inst ")]
+    except OSError:
+        lines = []
+    for line in lines:
+        out(line + "\n")
+    for line in lines:
+        out("Conf" + line[4:] + "\n")
+    out(f"{len(lines)} upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n")
     return 0
 
 

@@ -54,6 +54,33 @@ def _action(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"post": operation}
 
 
+_UPGRADE = {
+    "type": "object",
+    "required": ["version"],
+    "properties": {
+        "version": {"type": "string", "examples": ["2026.9.6"]},
+        "canary": {"type": "integer", "description": "default: 1, or 5 % of the fleet"},
+        "batch_size": {"type": "integer", "description": "default: ROLLOUT_BATCH_SIZE"},
+        "max_failures": {"type": "integer", "description": "default: ROLLOUT_MAX_FAILURES"},
+        "soak_s": {"type": "number", "description": "default: ROLLOUT_SOAK_S"},
+        "respect_quiet_window": {"type": "boolean", "default": True},
+    },
+}
+
+
+def _rollout_change(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": _ADMIN,
+            "responses": {
+                "200": _json({"$ref": "#/components/schemas/Rollout"}, "Changed"),
+                **_errors(401, 404, 409, 429),
+            },
+        }
+    }
+
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "OpenClaw Hosted operations API", "version": "1"},
@@ -99,6 +126,42 @@ SPEC: dict[str, Any] = {
                     "updated_at": {"type": "string"},
                     "last_health_check": {"type": ["string", "null"]},
                     "health_status": {"enum": ["healthy", "unhealthy", "unknown"]},
+                },
+            },
+            "Rollout": {
+                "type": "object",
+                "properties": {
+                    "rollout_id": {"type": "integer"},
+                    "version": {"type": "string"},
+                    "previous_version": {"type": "string"},
+                    "state": {"enum": ["running", "paused", "halted", "aborted", "done"]},
+                    "phase": {"enum": ["canary", "soak", "batches"]},
+                    "canary": {"type": "integer"},
+                    "batch_size": {"type": "integer"},
+                    "max_failures": {"type": "integer"},
+                    "soak_s": {"type": "number"},
+                    "respect_quiet_window": {"type": "boolean"},
+                    "halt_reason": {"type": ["string", "null"]},
+                    "waiting_for": {"type": ["string", "null"]},
+                    "instances": {
+                        "type": "object",
+                        "description": "instance ids by state: upgrading, upgraded, "
+                        "rolling_back, rolled_back, failed, skipped",
+                    },
+                    "remaining": {"type": "integer"},
+                    "left_out": {"type": "array", "items": {"type": "string"}},
+                    "versions": {"type": "object"},
+                },
+            },
+            "Fleet": {
+                "type": "object",
+                "properties": {
+                    "target_version": {"type": "string"},
+                    "versions": {"type": "object"},
+                    "os": {"type": "object"},
+                    "rollout": {
+                        "oneOf": [{"$ref": "#/components/schemas/Rollout"}, {"type": "null"}]
+                    },
                 },
             },
             "ActionResult": {
@@ -250,6 +313,43 @@ SPEC: dict[str, Any] = {
         "/api/instances/{instance_id}/reprovision": _action("Queue a rebuild with a new password"),
         "/api/instances/{instance_id}/destroy": _action("Destroy for good (warns if still paid)"),
         "/api/instances/{instance_id}/retry": _action("Queue a retry of a failed instance"),
+        "/api/fleet": {
+            "get": {
+                "summary": "Active instances by OpenClaw version and OS update status",
+                "security": _ADMIN,
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Fleet"}, "The fleet"),
+                    **_errors(401, 429),
+                },
+            }
+        },
+        "/api/fleet/upgrade": {
+            "post": {
+                "summary": "Roll an OpenClaw version out: canary, soak, then batches",
+                "security": _ADMIN,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _UPGRADE}},
+                },
+                "responses": {
+                    "202": _json({"$ref": "#/components/schemas/Rollout"}, "Started"),
+                    **_errors(400, 401, 409, 429),
+                },
+            }
+        },
+        "/api/fleet/rollout": {
+            "get": {
+                "summary": "The open rollout and its progress, else the latest",
+                "security": _ADMIN,
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Rollout"}, "The rollout"),
+                    **_errors(401, 404, 429),
+                },
+            }
+        },
+        "/api/fleet/rollout/pause": _rollout_change("Pause: no new upgrades start"),
+        "/api/fleet/rollout/resume": _rollout_change("Resume (after a halt: failures forgiven)"),
+        "/api/fleet/rollout/abort": _rollout_change("Abort: upgrades not started are canceled"),
         "/healthz": {
             "get": {
                 "summary": "Backend liveness",

@@ -21,6 +21,9 @@ ADMIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("logs", "<id>", "The provision log's tail"),
     ("mute", "<id> <30m|2h|1d|off>", "Silence an instance's alerts"),
     ("stats", "", "Instances, MRR, costs, margin"),
+    ("fleet", "", "Instances by OpenClaw version and OS updates"),
+    ("upgrade", "<version>", "Move the fleet to an OpenClaw version (asks first)"),
+    ("rollout", "[pause|resume|abort]", "The fleet upgrade's progress"),
     ("help", "", "This list"),
 )
 
