@@ -16,6 +16,7 @@ from app.provisioning import build_hetzner, build_ssh, provisioner_config
 from app.service import AlreadyRunning, Service, run_until_signalled
 from core.clock import SystemClock
 from core.redaction import redact
+from core.rollouts import VERSION
 from core.settings import Settings, StorageSettings, secret_values
 from db.connection import Database
 from monitor.db_backup import BackupError, restore_database
@@ -103,9 +104,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _build_image(settings: Settings, base_image: str) -> int:
+async def _build_image(settings: Settings, base_image: str, version: str) -> int:
     secrets = secret_values(settings)
-    config = dataclasses.replace(provisioner_config(settings), image=base_image)
+    config = dataclasses.replace(
+        provisioner_config(settings), image=base_image, openclaw_version=version
+    )
     clock = SystemClock()
     hetzner = build_hetzner(settings, clock)
     ssh = build_ssh(settings)
@@ -130,8 +133,13 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     if base_image is None:
         current = settings.hcloud_image
         base_image = DEFAULT_BASE_IMAGE if current.isdigit() else current
+    # A fleet rollout's version (its alert says so), or OPENCLAW_VERSION.
+    version = args.version or settings.openclaw_version
+    if not VERSION.fullmatch(version):
+        print(f"openclaw-hosted: not an OpenClaw version: {version[:40]!r}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        image_id = asyncio.run(_build_image(settings, base_image))
+        image_id = asyncio.run(_build_image(settings, base_image, version))
     except KeyboardInterrupt:
         print("openclaw-hosted: image build interrupted", file=sys.stderr)
         return 130
@@ -178,6 +186,9 @@ def parser() -> argparse.ArgumentParser:
         "--base-image",
         help=f"system image to start from (default: HCLOUD_IMAGE when it is a name, "
         f"else {DEFAULT_BASE_IMAGE})",
+    )
+    build.add_argument(
+        "--version", help="the OpenClaw version to preinstall (default: OPENCLAW_VERSION)"
     )
     build.set_defaults(func=cmd_image_build)
     restore = commands.add_parser(
