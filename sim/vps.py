@@ -14,8 +14,9 @@ Each server gets, on its own 127.x.y.z address: an SSH daemon on `ssh_port`
 a gateway on `gateway_port`. Commands run in real bash inside a per-VPS sandbox
 (see `sim/vps_sandbox.py` for the isolation; it needs root and util-linux). The
 simulated tools (`sudo`, `apt-get`, `curl`, `npm`, `node`, `openclaw`,
-`systemctl`...) are shims in `sim/vps_guest*.py` that call back into this process
-over HTTP on 127.0.0.1 with a per-VPS token.
+`systemctl`...) are shims in `sim/vps_guest*.py` (run by a command server inside each
+VPS, see `sim/vps_shim.py`) that call back into this process on a per-VPS abstract
+unix socket.
 
 Knobs (in-process): `fail_command`, `crash_gateway`, `hang_gateway`,
 `leak_memory`, `never_ready_version`, `set_usage`, `slow_boot`,
@@ -42,6 +43,7 @@ from sim.hetzner import HetznerSim
 from sim.hetzner_model import ServerListener, SimImage, SimServer
 from sim.vps_machine import Vps
 from sim.vps_model import CommandFailure, CommandRecord, PairingRequest
+from sim.vps_shim import compiled_shim
 
 __all__ = ["CommandFailure", "CommandRecord", "Vps", "VpsSim"]
 
@@ -76,6 +78,7 @@ class VpsSim(ServerListener):
         self._tasks: set[asyncio.Task[None]] = set()
         self._snapshots = itertools.count(1)
         self._never_ready_all: set[str] = set()
+        self.shim: Path | None = None
         hetzner.add_listener(self)
 
     # -- start/stop ----------------------------------------------------------
@@ -86,7 +89,6 @@ class VpsSim(ServerListener):
         app = web.Application()
         app.add_routes(
             [
-                web.post("/vps/{id}/rpc", self._rpc),
                 web.post("/_sim/vps/{id}/knobs", self._knob),
                 web.get("/_sim/vps/{id}/commands", self._commands),
             ]
@@ -96,6 +98,7 @@ class VpsSim(ServerListener):
         site = web.TCPSite(self._runner, host, 0)
         await site.start()
         self.control_url = f"http://{host}:{self._runner.addresses[0][1]}"
+        self.shim = await asyncio.to_thread(compiled_shim)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -131,17 +134,18 @@ class VpsSim(ServerListener):
             self.base_dir / f"{server.name}-{server.id}",
             ssh_port=self.ssh_port,
             gateway_port=self.gateway_port,
-            control_url=self.control_url,
             time_scale=self.time_scale,
             admit=self.admit,
             gateway_startup_s=self.gateway_startup_s,
             gateway_ready_after_s=self.gateway_ready_after_s,
+            shim=self.shim,
         )
         machine.gateway.faults.never_ready_versions |= self._never_ready_all
         self.machines[server.id] = machine
         image = self.state.images.get(server.image_id)
         if image is not None and "vps_disk" in image.payload:
             await machine.sandbox.restore_disk_from(Path(image.payload["vps_disk"]))
+        self._prepare(machine)
 
     def server_booted(self, server: SimServer) -> None:
         machine = self.machines.get(server.id)
@@ -152,6 +156,24 @@ class VpsSim(ServerListener):
         machine.booting = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _prepare(self, machine: Vps) -> None:
+        """A new or rebuilt server boots next: set its sandbox up during the boot."""
+        task = asyncio.get_running_loop().create_task(self._prepare_machine(machine))
+        machine.preparing = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _prepare_machine(self, machine: Vps) -> None:
+        try:
+            async with machine.power_lock:
+                await machine.prepare()
+        except Exception:  # the boot tries again, and reports what fails then
+            log.exception("vps %s: preparing the boot failed", machine.server.name)
+            await machine.sandbox.power_off()
+        finally:
+            if machine.preparing is asyncio.current_task():
+                machine.preparing = None
 
     async def _boot(self, machine: Vps) -> None:
         try:
@@ -182,6 +204,7 @@ class VpsSim(ServerListener):
         image = self.state.images.get(server.image_id)
         if image is not None and "vps_disk" in image.payload:
             await machine.sandbox.restore_disk_from(Path(image.payload["vps_disk"]))
+        self._prepare(machine)
 
     async def server_deleted(self, server: SimServer) -> None:
         if (machine := self.machines.pop(server.id, None)) is not None:
@@ -275,13 +298,6 @@ class VpsSim(ServerListener):
         if machine is None:
             raise web.HTTPNotFound()
         return machine
-
-    async def _rpc(self, request: web.Request) -> web.Response:
-        machine = self._machine(request)
-        if not secrets.compare_digest(request.headers.get("X-OCSim-Token", ""), machine.token):
-            raise web.HTTPForbidden()
-        body = await request.json()
-        return web.json_response(await machine.rpc(body if isinstance(body, dict) else {}))
 
     async def _knob(self, request: web.Request) -> web.Response:
         machine = self._machine(request)

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import asyncssh
 
 Node = Any  # str | list[Node] | dict[str, Node] | None
 
@@ -238,3 +242,65 @@ def _quote(word: str) -> str:
         if re.fullmatch(r"[A-Za-z0-9_./:=@%+-]+", word)
         else "'" + word.replace("'", "'\\''") + "'"
     )
+
+
+# -- first boot: what cloud-init writes to the disk ------------------------------
+
+OS_RELEASE = """PRETTY_NAME="Ubuntu 24.04.3 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+VERSION="24.04.3 LTS (Noble Numbat)"
+VERSION_CODENAME=noble
+ID=ubuntu
+ID_LIKE=debian
+UBUNTU_CODENAME=noble
+"""
+INSTANCE_ID_PATH = "/var/lib/cloud/data/instance-id"  # where cloud-init keeps it
+
+
+def write_first_boot(
+    path: Callable[[str], Path],
+    server_id: int,
+    hostname: str,
+    user_data: str | None,
+    public_keys: list[str],
+    log: Callable[[str], None],
+) -> list[str]:
+    """Apply cloud-init's per-instance modules to a disk (`path` maps a VPS path to the
+    host file): the SSH host key and authorized keys, os-release, hostname, the
+    instance id, `write_files`. Returns `runcmd`, to run once the system is up."""
+    try:
+        config = parse_cloud_config(user_data)
+    except CloudConfigError as error:
+        log(f"cloud-init: user data ignored: {error}")
+        config = parse_cloud_config(None)
+    keys = public_keys + config.authorized_keys
+    ssh_dir = path("/root/.ssh")
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text("".join(k.strip() + "\n" for k in keys))
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    if config.host_private_key:
+        key = asyncssh.import_private_key(config.host_private_key)
+    else:
+        key = asyncssh.generate_private_key("ssh-ed25519")
+    etc_ssh = path("/etc/ssh")
+    etc_ssh.mkdir(parents=True, exist_ok=True)
+    private = etc_ssh / "ssh_host_ed25519_key"
+    private.write_bytes(key.export_private_key())
+    private.chmod(0o600)
+    (etc_ssh / "ssh_host_ed25519_key.pub").write_bytes(key.export_public_key())
+    for name, text in (("os-release", OS_RELEASE), ("hostname", hostname + "\n")):
+        path(f"/etc/{name}").write_text(text)
+    instance_id = path(INSTANCE_ID_PATH)
+    instance_id.parent.mkdir(parents=True, exist_ok=True)
+    instance_id.write_text(f"{server_id}\n")
+    for item in config.write_files:
+        where, content = item.get("path"), item.get("content", "")
+        if isinstance(where, str) and where.startswith("/") and isinstance(content, str):
+            target = path(where)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+            mode = item.get("permissions")
+            if isinstance(mode, str) and mode.strip("'\"").isdigit():
+                target.chmod(int(mode.strip("'\""), 8))
+    return config.runcmd

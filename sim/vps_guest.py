@@ -27,38 +27,33 @@ OPENCLAW_LATEST = "2026.9.6"
 PACKAGES = "/var/lib/ocsim/packages.json"
 
 
+_identity: dict[str, Any] = {}
+
+
 def identity() -> dict[str, Any]:
-    with open(IDENTITY) as f:
-        data: dict[str, Any] = json.load(f)
-    return data
+    """The VPS's identity, read once per process (the guest command server reads it
+    before it forks, so its tools do not)."""
+    if not _identity:
+        with open(IDENTITY) as f:
+            _identity.update(json.load(f))
+    return _identity
 
 
 def rpc(op: str, argv: list[str]) -> dict[str, Any]:
-    me = identity()
-    body = json.dumps({"op": op, "argv": argv, "user": current_user()}).encode()
-    headers = {"Content-Type": "application/json", "X-OCSim-Token": me["token"]}
-    result: dict[str, Any] = json.loads(_post(me["control"], body, headers))
-    return result
-
-
-def _post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
-    """A bare HTTP/1.0 POST to the simulator on loopback. Every shim call makes one, and
-    importing urllib.request alone costs more than the rest of a shim's start-up."""
-    host_port, _, path = url.split("://", 1)[1].partition("/")
-    host, _, port = host_port.partition(":")
-    head = f"POST /{path} HTTP/1.0\r\nHost: {host_port}\r\nContent-Length: {len(body)}\r\n"
-    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    """One call to the simulator: a JSON line out on the VPS's abstract unix socket, the
+    JSON answer back (a connection per call; every shim call makes one or two)."""
+    body = json.dumps({"op": op, "argv": argv, "user": current_user()}).encode() + b"\n"
     chunks = []
-    with socket.create_connection((host, int(port or 80)), timeout=60) as sock:
-        sock.sendall(head.encode() + body)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(60)
+        sock.connect("\0" + identity()["control"])
+        sock.sendall(body)
         while chunk := sock.recv(65536):
             chunks.append(chunk)
-    status_line, _, rest = b"".join(chunks).partition(b"\r\n")
-    status = int(status_line.split(b" ", 2)[1])
-    payload = rest.partition(b"\r\n\r\n")[2]
-    if status != 200:
-        raise RuntimeError(f"simulator answered {status}: {payload[:200]!r}")
-    return payload
+    if not chunks:
+        raise RuntimeError(f"the simulator did not answer {op!r}")
+    result: dict[str, Any] = json.loads(b"".join(chunks))
+    return result
 
 
 def current_user() -> str:
@@ -86,11 +81,10 @@ def need_root(tool: str, message: str, status: int) -> int | None:
 
 
 def write_wrapper(path: str, tool: str) -> None:
-    with open("/run/ocsim/python") as f:
-        python = f.read().strip()
+    """A tool's entry point, as the simulator writes them at boot (`sim/vps_shim.py`)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        f.write(f'#!/bin/sh\nexec {python} -S -E /run/ocsim/lib/run.py {tool} "$@"\n')
+        f.write(f"#!/run/ocsim/shim {tool}\n")
     os.chmod(path, 0o755)  # noqa: S103 - an executable, as in /usr/bin
 
 
@@ -245,9 +239,15 @@ def loginctl(args: list[str]) -> int:
     return 0
 
 
+def _links(args: list[str]) -> bool:
+    """`systemctl enable/disable openclaw-gateway`: the unit's symlink is made here."""
+    words = [a for a in args if not a.startswith("-")]
+    return words[:1] in (["enable"], ["disable"]) and "openclaw-gateway" in " ".join(words)
+
+
 def systemctl(args: list[str]) -> int:
     words = [a for a in args if not a.startswith("-")]
-    if words[:1] in (["enable"], ["disable"]) and "openclaw-gateway" in " ".join(words):
+    if _links(args):
         wants = "/etc/systemd/system/multi-user.target.wants/openclaw-gateway.service"
         unit = "/etc/systemd/system/openclaw-gateway.service"
         if words[0] == "enable":
@@ -265,10 +265,7 @@ def systemctl(args: list[str]) -> int:
 
 
 def forward(tool: str, args: list[str]) -> int:
-    result = rpc("tool", [tool, *args])
-    out(result.get("stdout", ""))
-    err(result.get("stderr", ""))
-    return int(result.get("status", 1))
+    return _answer(rpc("tool", [tool, *args]))
 
 
 def lsb_release(args: list[str]) -> int:
@@ -282,12 +279,23 @@ def lsb_release(args: list[str]) -> int:
     return 0
 
 
+def _answer(result: dict[str, Any]) -> int:
+    if "fail" in result:
+        err(result["fail"].get("stderr", ""))
+        return int(result["fail"].get("status", 1))
+    out(result.get("stdout", ""))
+    err(result.get("stderr", ""))
+    return int(result.get("status", 1))
+
+
 def main(argv: list[str]) -> int:
     tool, args = argv[0], argv[1:]
+    if tool in ("journalctl", "df", "free") or (tool == "systemctl" and not _links(args)):
+        # Answered by the simulator alone: the call is recorded and answered in one go.
+        return _answer(rpc("call", [tool, *args]))
     begin = rpc("begin", [tool, *args])
     if "fail" in begin:
-        err(begin["fail"].get("stderr", ""))
-        return int(begin["fail"].get("status", 1))
+        return _answer(begin)
     if tool == "curl":
         from sim.vps_guest_curl import curl
 
@@ -311,8 +319,6 @@ def main(argv: list[str]) -> int:
     }
     if tool in handlers:
         return handlers[tool](args)
-    if tool in ("journalctl", "df", "free"):
-        return forward(tool, args)
     if tool == "reboot":
         err("reboot: use the Hetzner API to reboot a simulated server\n")
         return 1

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,44 +21,17 @@ from typing import Any
 import asyncssh
 
 from sim.hetzner_model import SimServer
-from sim.vps_cloudinit import CloudConfigError, parse_cloud_config
+from sim.vps_cloudinit import INSTANCE_ID_PATH, write_first_boot
 from sim.vps_gateway import GatewayLaunch, GatewayUnit, UnitConfig, load_json, read_password
 from sim.vps_model import CommandFailure, CommandLog, CommandRecord, PairingRequest, Usage
 from sim.vps_sandbox import UBUNTU_PATH, Sandbox, python_for_guest
+from sim.vps_shim import SERVER_COMMAND, write_guest, write_wrappers
 from sim.vps_ssh import SshDaemon
 from sim.vps_tools import UNIT_PATH, WANTS_PATH, SystemTools
 
-GUEST_MODULES = (
-    "vps_guest.py",
-    "vps_guest_curl.py",
-    "vps_guest_openclaw.py",
-    "vps_guest_packages.py",
-)
-GUEST_TOOLS = {
-    "/usr/bin/sudo": "sudo",
-    "/usr/bin/apt-get": "apt-get",
-    "/usr/bin/apt": "apt-get",
-    "/usr/bin/curl": "curl",
-    "/usr/sbin/useradd": "useradd",
-    "/usr/bin/loginctl": "loginctl",
-    "/usr/bin/systemctl": "systemctl",
-    "/usr/bin/journalctl": "journalctl",
-    "/usr/bin/df": "df",
-    "/usr/bin/free": "free",
-    "/usr/bin/lsb_release": "lsb_release",
-    "/usr/sbin/reboot": "reboot",
-}
-OS_RELEASE = """PRETTY_NAME="Ubuntu 24.04.3 LTS"
-NAME="Ubuntu"
-VERSION_ID="24.04"
-VERSION="24.04.3 LTS (Noble Numbat)"
-VERSION_CODENAME=noble
-ID=ubuntu
-ID_LIKE=debian
-UBUNTU_CODENAME=noble
-"""
 OUTPUT_LIMIT = 64 * 1024
-INSTANCE_ID_PATH = "/var/lib/cloud/data/instance-id"  # where cloud-init keeps it
+
+log = logging.getLogger(__name__)
 
 
 class Vps:
@@ -69,18 +42,21 @@ class Vps:
         *,
         ssh_port: int,
         gateway_port: int,
-        control_url: str,
         time_scale: float,
         admit: Callable[[SimServer, str, int], bool],
         gateway_startup_s: float,
         gateway_ready_after_s: float,
+        shim: Path | None = None,
     ) -> None:
         self.server = server
+        self.shim = shim  # the compiled C shim, else a slower shell stand-in
         self.ssh_port = ssh_port
         self.gateway_port = gateway_port
         self.time_scale = time_scale
-        self.token = secrets.token_urlsafe(24)
-        self.control_url = control_url
+        # The guest's calls come in on an abstract unix socket (the VPS shares the host's
+        # network namespace), named unguessably: only the VPS is told the name.
+        self.control = f"ocsim-vps-{server.id}-{secrets.token_hex(12)}"
+        self._control_server: asyncio.Server | None = None
         self.sandbox = Sandbox(directory, server.name)
         self.sandbox.make_disk()
         self.commands = CommandLog()
@@ -103,6 +79,8 @@ class Vps:
             ready_after_s=gateway_ready_after_s,
         )
         self.tools = SystemTools(self)
+        self.preparing: asyncio.Task[None] | None = None
+        self.prepared = False  # powered on up to SSH (see `prepare`)
         self.booting: asyncio.Task[None] | None = None
         # Power changes happen one at a time: at small time scales a reboot's boot can
         # begin while its power-off is still tearing the machine down.
@@ -125,24 +103,49 @@ class Vps:
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def boot(self) -> None:
-        if self.slow_boot_s > 0:
-            await asyncio.sleep(self.slow_boot_s * self.time_scale)
+    async def prepare(self) -> None:
+        """What a boot does before SSH answers, but nothing anyone outside can see: the
+        sandbox powered on, the shims and their command server, and on an instance's
+        first boot what cloud-init writes and its `runcmd` (no SSH, no gateway yet).
+        `VpsSim` starts it while the simulated boot is under way, so that the
+        simulator's own work does not lengthen the boot; `boot` does it itself when
+        the machine was not prepared."""
+        if self.prepared:
+            return
         # cloud-init's per-instance modules run on the first boot of each instance: a
         # fresh disk, or a disk copied from a snapshot of another server (whose
         # recorded instance id is not this server's), as on a real Hetzner server.
         recorded = (self.sandbox.read(INSTANCE_ID_PATH) or "").strip()
-        fresh = self.sandbox.fresh or recorded != str(self.server.id)
-        if fresh:
-            self._cloud_init_files()
-        self._write_guest()
+        runcmd: list[str] = []
+        if self.sandbox.fresh or recorded != str(self.server.id):
+            runcmd = write_first_boot(
+                self.sandbox.path,
+                self.server.id,
+                self.server.name,
+                self.server.user_data,
+                list(self.server.ssh_public_keys),
+                self.log,
+            )
+        if self._control_server is None:
+            self._control_server = await asyncio.start_unix_server(
+                self._guest_call, path="\0" + self.control
+            )
         python, bind = python_for_guest()
-        self._python = python
-        self._write_wrappers(python)
+        write_guest(self.sandbox.guest, python, self.shim, self._identity())
+        write_wrappers(self.sandbox.path)
         await self.sandbox.power_on(bind)
         self._load_host_key()
-        if fresh:
-            await self._cloud_init_runcmd()
+        env = {"PATH": UBUNTU_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
+        if not await self.sandbox.start_daemon(SERVER_COMMAND, env, "guest-server.log"):
+            log.warning("%s: no guest command server, shims run slower", self.server.name)
+        if runcmd:  # one shell script, as cloud-init runs it, late in the boot
+            await self.run("\n".join(runcmd), via="cloud-init")
+        self.prepared = True
+
+    async def boot(self) -> None:
+        if self.slow_boot_s > 0:
+            await asyncio.sleep(self.slow_boot_s * self.time_scale)
+        await self.prepare()
         if self.sandbox.exists(WANTS_PATH):
             self.gateway.load(self.sandbox.read(UNIT_PATH))
             await self.gateway.start()
@@ -158,11 +161,13 @@ class Vps:
         await self.ssh.start()
 
     async def power_off(self) -> None:
-        if self.booting is not None and self.booting is not asyncio.current_task():
-            self.booting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.booting
-        self.booting = None
+        for task in (self.preparing, self.booting):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.preparing = self.booting = None
+        self.prepared = False
         if self.ssh is not None:
             await self.ssh.stop()
             self.ssh = None
@@ -178,51 +183,12 @@ class Vps:
 
     async def remove(self) -> None:
         await self.power_off()
+        if self._control_server is not None:
+            self._control_server.close()
+            self._control_server = None
         await self.sandbox.remove()
 
-    # -- first boot (what cloud-init does) -----------------------------------
-
-    def _cloud_init_files(self) -> None:
-        disk = self.sandbox
-        try:
-            config = parse_cloud_config(self.server.user_data)
-        except CloudConfigError as error:
-            self.log(f"cloud-init: user data ignored: {error}")
-            config = parse_cloud_config(None)
-        keys = list(self.server.ssh_public_keys) + config.authorized_keys
-        ssh_dir = disk.path("/root/.ssh")
-        ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (ssh_dir / "authorized_keys").write_text("".join(k.strip() + "\n" for k in keys))
-        (ssh_dir / "authorized_keys").chmod(0o600)
-        if config.host_private_key:
-            key = asyncssh.import_private_key(config.host_private_key)
-        else:
-            key = asyncssh.generate_private_key("ssh-ed25519")
-        etc_ssh = disk.path("/etc/ssh")
-        etc_ssh.mkdir(parents=True, exist_ok=True)
-        private = etc_ssh / "ssh_host_ed25519_key"
-        private.write_bytes(key.export_private_key())
-        private.chmod(0o600)
-        (etc_ssh / "ssh_host_ed25519_key.pub").write_bytes(key.export_public_key())
-        for name, text in (("os-release", OS_RELEASE), ("hostname", self.server.name + "\n")):
-            disk.path(f"/etc/{name}").write_text(text)
-        instance_id = disk.path(INSTANCE_ID_PATH)
-        instance_id.parent.mkdir(parents=True, exist_ok=True)
-        instance_id.write_text(f"{self.server.id}\n")
-        for item in config.write_files:
-            path, content = item.get("path"), item.get("content", "")
-            if isinstance(path, str) and path.startswith("/") and isinstance(content, str):
-                target = disk.path(path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
-                mode = item.get("permissions")
-                if isinstance(mode, str) and mode.strip("'\"").isdigit():
-                    target.chmod(int(mode.strip("'\""), 8))
-        self._runcmd = config.runcmd
-
-    async def _cloud_init_runcmd(self) -> None:
-        for command in getattr(self, "_runcmd", []):
-            await self.run(command, via="cloud-init")
+    # -- first boot ------------------------------------------------------------
 
     def _load_host_key(self) -> None:
         text = self.sandbox.read("/etc/ssh/ssh_host_ed25519_key")
@@ -234,36 +200,14 @@ class Vps:
         text = self.sandbox.read("/root/.ssh/authorized_keys") or ""
         return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
-    def _write_guest(self) -> None:
-        lib = self.sandbox.guest / "lib" / "sim"
-        lib.mkdir(parents=True, exist_ok=True)
-        (lib / "__init__.py").write_text("")
-        here = Path(__file__).parent
-        for name in GUEST_MODULES:
-            shutil.copyfile(here / name, lib / name)
-        (self.sandbox.guest / "lib" / "run.py").write_text(
-            "import sys\nsys.path.insert(0, '/run/ocsim/lib')\n"
-            "from sim.vps_guest import main\nsys.exit(main(sys.argv[1:]))\n"
-        )
-        identity = {
+    def _identity(self) -> dict[str, Any]:
+        return {
             "server_id": self.server.id,
             "name": self.server.name,
             "ip": self.ip,
-            "control": f"{self.control_url}/vps/{self.server.id}/rpc",
-            "token": self.token,
+            "control": self.control,
             "gateway_port": self.gateway_port,
         }
-        (self.sandbox.guest / "vps.json").write_text(json.dumps(identity))
-
-    def _write_wrappers(self, python: str) -> None:
-        """The shims replace the host's tools of the same name in the VPS's own
-        /usr (its overlay's upper layer), so even an absolute path hits a shim."""
-        for vps_path, tool in GUEST_TOOLS.items():
-            target = self.sandbox.path(vps_path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(wrapper(python, tool))
-            target.chmod(0o755)
-        (self.sandbox.guest / "python").write_text(python)
 
     # -- commands ------------------------------------------------------------
 
@@ -353,10 +297,22 @@ class Vps:
 
     # -- the guest's calls ---------------------------------------------------
 
+    async def _guest_call(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One call of a guest tool: a JSON line in, a JSON answer out."""
+        try:
+            body = json.loads(await reader.readline())
+            answer = await self.rpc(body if isinstance(body, dict) else {})
+            writer.write(json.dumps(answer).encode())
+            await writer.drain()
+        except (ValueError, OSError):
+            log.exception("%s: guest call failed", self.server.name)
+        finally:
+            writer.close()
+
     async def rpc(self, body: dict[str, Any]) -> dict[str, Any]:
         op, argv = body.get("op"), [str(a) for a in body.get("argv", [])]
         user = str(body.get("user", "root"))
-        if op == "begin":
+        if op in ("begin", "call"):  # "call": begin, then the tool's answer at once
             line = " ".join(argv)
             record = self.commands.add(CommandRecord(line, "shim", user=user))
             failure = self.take_failure(line)
@@ -364,7 +320,7 @@ class Vps:
                 record.failed_by_knob, record.exit_status = True, failure.exit_status
                 record.stderr = failure.stderr
                 return {"fail": {"status": failure.exit_status, "stderr": failure.stderr}}
-            return {}
+            return await self.tools.call(argv) if op == "call" else {}
         if op == "tool":
             return await self.tools.call(argv)
         if op == "pairing":
@@ -401,7 +357,3 @@ class Vps:
             bind=str(gateway.get("bind", "loopback")),
             port=unit.port or int(gateway.get("port", self.gateway_port)),
         )
-
-
-def wrapper(python: str, tool: str) -> str:
-    return f'#!/bin/sh\nexec {python} -S -E /run/ocsim/lib/run.py {tool} "$@"\n'

@@ -37,6 +37,7 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import Any
 
 # A fresh Ubuntu server has none of these; the host running the simulator may.
 HIDDEN_TOOLS = ("node", "nodejs", "npm", "npx", "corepack", "openclaw", "yarn", "pnpm")
@@ -129,6 +130,7 @@ class Sandbox:
         self.hostname = hostname
         self._holder: asyncio.subprocess.Process | None = None
         self._init_pid: int | None = None
+        self._daemons: list[asyncio.subprocess.Process] = []
 
     # -- the disk ------------------------------------------------------------
 
@@ -261,11 +263,24 @@ class Sandbox:
             with contextlib.suppress(ProcessLookupError):
                 holder.send_signal(signal.SIGKILL)
         await holder.wait()
+        daemons, self._daemons = self._daemons, []
+        for daemon in daemons:  # their namespace's PID 1 is gone, and they with it
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await daemon.wait()
 
     async def spawn(
-        self, command: str, env: dict[str, str], cwd: str = "/root"
+        self,
+        command: str,
+        env: dict[str, str],
+        cwd: str = "/root",
+        *,
+        stdin: int = asyncio.subprocess.PIPE,
+        stdout: int = asyncio.subprocess.PIPE,
+        stderr: Any = asyncio.subprocess.PIPE,
     ) -> asyncio.subprocess.Process:
-        """Start `bash -c command` inside the VPS with pipes for all three streams."""
+        """Start `bash -c command` inside the VPS, by default with pipes for all three
+        streams."""
         if not self.running or self._init_pid is None:
             raise SandboxError("the VPS is not running")
         script = 'cd "$1" 2>/dev/null || cd /; shift; exec /bin/bash -c "$1"'
@@ -289,11 +304,30 @@ class Sandbox:
             "vps-login",
             cwd,
             command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
             env=env,
         )
+
+    async def start_daemon(
+        self, command: str, env: dict[str, str], log_name: str, timeout_s: float = 10.0
+    ) -> bool:
+        """Start `bash -c command` inside the VPS to run until the power goes, its
+        stderr appended to `log_name` in the sandbox's directory; True once it prints
+        `ready`."""
+        with (self.dir / log_name).open("ab") as errors:
+            daemon = await self.spawn(
+                command, env, "/", stdin=asyncio.subprocess.DEVNULL, stderr=errors
+            )
+        self._daemons.append(daemon)
+        assert daemon.stdout is not None
+        try:
+            async with asyncio.timeout(timeout_s):
+                line = await daemon.stdout.readline()
+        except TimeoutError:
+            line = b""
+        return line.strip() == b"ready"
 
 
 def python_for_guest() -> tuple[str, str | None]:

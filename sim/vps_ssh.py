@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -76,6 +77,7 @@ class SshDaemon:
         self._accept_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._conns: set[Any] = set()
+        self.listening_since: float | None = None  # time.monotonic()
 
     @property
     def running(self) -> bool:
@@ -90,6 +92,7 @@ class SshDaemon:
         sock.listen(64)
         sock.setblocking(False)
         self._sock = sock
+        self.listening_since = time.monotonic()
         self._accept_task = asyncio.get_running_loop().create_task(self._accept(sock))
 
     async def stop(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,9 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    hetzner = HetznerSim(token=TOKEN, time_scale=TIME_SCALE)
+    # A loopback /16 of its own, so that simulated servers of parallel runs never meet.
+    pool = f"127.{random.randint(64, 250)}.0.0/16"
+    hetzner = HetznerSim(token=TOKEN, time_scale=TIME_SCALE, address_pool=pool)
     vps = VpsSim(hetzner, base_dir=tmp_path / "vps", gateway_ready_after_s=1e6)
     await vps.start()
     await hetzner.start()
@@ -383,3 +386,50 @@ async def test_gateway_knobs_crash_leak_hang_and_rebuild_wipes(world: World) -> 
         gone = await conn.run("id openclaw; test -e /etc/systemd/system/openclaw-gateway.service")
         assert gone.exit_status != 0
     assert not await gateway_up()
+
+
+async def test_tools_run_as_their_caller_through_the_guest_command_server(world: World) -> None:
+    server = await world.create()
+    async with await world.wait_ssh(server.public_net.ipv4.ip) as conn:
+        setup = await conn.run(
+            "set -e; test -S /run/ocsim-guest.sock\n"
+            "cd /tmp && curl -fsSL https://deb.nodesource.com/setup_24.x -o setup.sh\n"
+            "bash setup.sh >/dev/null && apt-get install -y nodejs >/dev/null\n"
+            "npm install -g --allow-scripts=openclaw openclaw@2026.9.6 >/dev/null\n"
+            "useradd -m -s /bin/bash openclaw",
+        )
+        assert setup.exit_status == 0, setup.stderr
+        # The working directory, environment, umask and user are the caller's.
+        check = await conn.run(
+            "test -f /tmp/setup.sh && cd /tmp && umask 077 && OPENCLAW_STATE_DIR=/tmp/oc "
+            "openclaw onboard --non-interactive --accept-risk --json >/dev/null && "
+            "stat -c '%a %U' /tmp/oc/openclaw.json && "
+            "sudo -u openclaw -H openclaw config file && "
+            "sudo -u openclaw -H sh -c 'openclaw onboard --non-interactive --accept-risk "
+            "--json >/dev/null; stat -c %U ~/.openclaw/openclaw.json'"
+        )
+        assert check.stdout.split("\n")[:3] == [
+            "600 root",
+            "/home/openclaw/.openclaw/openclaw.json",
+            "openclaw",
+        ], check.stderr
+        # Exit statuses and both output streams come back; a signal reaches the tool's
+        # process (sudo runs `sleep` in a process of its own), and kills the shim after.
+        statuses = await conn.run(
+            "reboot; echo $?; systemctl is-active openclaw-gateway; echo $?; timeout "
+            "--preserve-status 0.2 sudo sleep 31; echo $?; pgrep -fx 'sleep 31' || echo gone"
+        )
+        assert statuses.stdout.split() == ["1", "inactive", "3", "143", "gone"]
+        assert "use the Hetzner API" in statuses.stderr
+        # Without the server, the shims run each tool in a Python of its own.
+        alone = await conn.run("rm /run/ocsim-guest.sock && lsb_release -cs && node --version")
+        assert alone.stdout.split() == ["noble", "v24.16.0"], alone.stderr
+
+
+async def test_tools_work_without_a_c_compiler(world: World) -> None:
+    world.vps.shim = None  # as on a machine without cc: the shim is a shell script
+    server = await world.create()
+    async with await world.wait_ssh(server.public_net.ipv4.ip) as conn:
+        result = await conn.run("head -n 1 /run/ocsim/shim; lsb_release -cs; df -h /")
+    assert result.stdout.splitlines()[:2] == ["#!/bin/sh", "noble"], result.stderr
+    assert "/dev/sda1" in result.stdout
