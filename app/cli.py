@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from app import logs
@@ -92,9 +93,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    logs.configure("text", [])
-    asyncio.run(run_demo(Path(args.data_dir), args.time_scale, args.once))
-    return 0
+    """The journey in a temporary world (or --data-dir); the service's own log lines go
+    to demo.log there, so the terminal shows the chats."""
+    with tempfile.TemporaryDirectory(prefix="openclaw-demo-") as temporary:
+        data_dir = Path(args.data_dir or temporary)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with (data_dir / "demo.log").open("a") as log_file:
+            logs.configure("text", [], stream=log_file)
+            return asyncio.run(
+                run_demo(data_dir, args.time_scale, args.once, interactive=args.interactive)
+            )
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -166,7 +174,9 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         if name in ("demo", "sim"):
             sub.add_argument(
-                "--data-dir", default="data/sim", help="where the simulated world lives"
+                "--data-dir",
+                default=None if name == "demo" else "data/sim",
+                help="where the simulated world lives (demo: a temporary folder)",
             )
             sub.add_argument(
                 "--time-scale",
@@ -177,6 +187,12 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--once", action="store_true", help="start, show, and stop")
         if name == "sim":
             sub.add_argument("--env-out", help="also write the settings to this file")
+        if name == "demo":
+            sub.add_argument(
+                "--interactive",
+                action="store_true",
+                help="after the journey, type into the ops group and the customer's chat",
+            )
     image = commands.add_parser("image", help="the golden image (OpenClaw preinstalled)")
     image_commands = image.add_subparsers(dest="image_command", required=True)
     build = image_commands.add_parser(

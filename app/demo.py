@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
 import signal
 import socket
+import sys
+import time
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-
+from app.demo_view import DemoView
+from app.journey import Journey, JourneyError
 from app.service import Service
-from app.simulators import MONTHLY_PRICE, Simulators, env_block
+from app.simulators import VPS_UNSUPPORTED, Simulators, env_block
+from core.clock import SystemClock
 from core.settings import Settings
-from sim.paddle import WebhookSender, envelope, paddle_id, subscription_data
+
+# Short intervals, so that a minute shows a month: health every 2 s, the billing clock
+# every second (time travel does the rest).
+DEMO_SETTINGS = {
+    "health_check_interval_s": "2",
+    "start_grace_s": "2",
+    "billing_tick_s": "1",
+    "status_check_interval_s": "5",
+}
 
 
 async def _until_signalled(once: bool) -> None:
@@ -62,122 +71,85 @@ async def run_simulators(
         await sims.stop()
 
 
-async def _instances(session: aiohttp.ClientSession, url: str, key: str) -> list[dict[str, Any]]:
-    async with session.get(f"{url}/api/instances", headers={"X-API-Key": key}) as response:
-        instances: list[dict[str, Any]] = (await response.json())["instances"]
-    return instances
-
-
-async def _until_active(sims: Simulators, url: str, timeout_s: float) -> dict[str, Any]:
-    """Print each status change until the instance is active (or failed)."""
-    seen = ""
-    async with aiohttp.ClientSession() as session:
-        for _ in range(int(timeout_s / 0.2)):
-            instances = await _instances(session, url, sims.admin_api_key)
-            if instances:
-                now = f"{instances[0]['status']} {instances[0]['step'] or ''}".strip()
-                if now != seen:
-                    print(f"  instance {instances[0]['instance_id']}: {now}", flush=True)
-                    seen = now
-                if instances[0]["status"] in ("active", "failed"):
-                    return instances[0]
-            await asyncio.sleep(0.2)
-    return instances[0] if instances else {}
-
-
-async def _customer_pays(
-    sims: Simulators, service_url: str, onboarding_token: str
-) -> dict[str, Any]:
-    """A customer checks out at Paddle (the storefront put an onboarding token in the
-    checkout's custom_data): their record exists, then the webhook arrives."""
-    customer = sims.paddle.add_customer("grace@example.com", "Grace Hopper")
-    sender = WebhookSender(f"{service_url}/api/webhook/paddle", sims.webhook_secret)
-    data = subscription_data(
-        paddle_id("sub"),
-        customer.id,
-        "active",
-        MONTHLY_PRICE,
-        custom_data={"onboarding_token": onboarding_token},
+async def _interactive(sims: Simulators, view: DemoView) -> None:
+    """Type into the chats: `ops /list`, `me /status`, `quit`."""
+    telegram = sims.telegram
+    admin = telegram.users[sims.admin_user_id]
+    customers = [u for u in telegram.users.values() if u.username == "grace_h"]
+    print(
+        "\nInteractive: `ops <text>` writes in the ops group as Ada, `me <text>` in Grace's "
+        "chat with the bot; `quit` stops.",
+        flush=True,
     )
-    event = envelope("subscription.created", data)
-    delivery = await sender.deliver(event)
-    print(f"Paddle delivered subscription.created for {customer.email}: HTTP {delivery.status}")
-    async with aiohttp.ClientSession() as session:
-        for _ in range(50):
-            headers = {"X-API-Key": sims.admin_api_key}
-            async with session.get(f"{service_url}/api/instances", headers=headers) as response:
-                instances = (await response.json())["instances"]
-            if instances and instances[0]["customer_email"]:
-                break
-            await asyncio.sleep(0.1)
-    return dict(instances[0]) if instances else {}
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line or line.strip() in ("quit", "exit"):  # end of input, or asked to
+            return
+        line = line.strip()
+        where, _, text = line.partition(" ")
+        if where == "ops" and text:
+            telegram.send_text(sims.ops_chat_id, admin, text)
+        elif where == "me" and text and customers:
+            telegram.send_text(customers[0].id, customers[0], text)
+        else:
+            print("  ops <text> | me <text> | quit", flush=True)
+        await asyncio.sleep(0.5)
+        view.flush()
 
 
-async def _telegram_tour(sims: Simulators, onboarding_token: str) -> None:
-    """The customer taps the deep link in Telegram; an operator asks for /list."""
-    telegram = sims.telegram
-    customer = telegram.add_user("Grace", username="grace_h")
-    telegram.private_chat(customer)
-    telegram.send_command(customer.id, customer, "start", onboarding_token)
-    try:
-        reply = await telegram.next_bot_message(customer.id, timeout_s=30)
-        print(f"\nTelegram, Grace taps t.me/<bot>?start=…, the bot answers:\n{reply.text}")
-        admin = telegram.users[sims.admin_user_id]
-        telegram.send_command(sims.ops_chat_id, admin, "list")
-        # The group also receives the alerts the outbox sends: skip to the listing.
-        listing = await telegram.next_bot_message(sims.ops_chat_id, timeout_s=30)
-        while not (listing.text or "").startswith("Instances"):
-            listing = await telegram.next_bot_message(sims.ops_chat_id, timeout_s=30)
-        print(f"\nTelegram, the ops group, Ada sends /list:\n{listing.text}")
-    except TimeoutError:
-        print("\nTelegram: the bot did not answer in time")
-
-
-async def _gateway_incident(sims: Simulators, instance: dict[str, Any]) -> None:
-    """The gateway dies with an error systemd will not restart it from; nobody touches
-    anything: the monitor alerts the ops group, restarts it, and reports the recovery."""
-    assert sims.vps is not None
-    await sims.vps.crash_gateway(instance["hetzner_server_id"], exit_code=78)
-    print("\nThe gateway crashes (exit 78: systemd gives up). The ops group hears:")
-    telegram = sims.telegram
-    try:
-        while True:
-            message = await telegram.next_bot_message(sims.ops_chat_id, timeout_s=60)
-            text = message.text or ""
-            if "unhealthy" in text or "healthy again" in text:
-                print(f"  {text}", flush=True)
-            if "healthy again" in text:
-                return
-    except TimeoutError:
-        print("  (no recovery notice in time)")
-
-
-async def run_demo(data_dir: Path, time_scale: float, once: bool) -> None:
-    sims = Simulators(data_dir, time_scale=time_scale, http_port=_free_port() if once else 8000)
+async def run_demo(data_dir: Path, time_scale: float, once: bool, interactive: bool = False) -> int:
+    """The whole journey against the simulators, the service in this process; returns
+    the exit status (0 when every phase happened)."""
+    sims = Simulators(data_dir, time_scale=time_scale, http_port=_free_port())
     await sims.start()
+    clock = SystemClock()
+    view = DemoView(sims.telegram)
+    view.watch("ops", sims.ops_chat_id)
     try:
         values = {key.lower(): value for key, value in sims.env().items()}
-        # Health checks every 2 s instead of 5 min, so the incident below plays out live.
-        values |= {"health_check_interval_s": "2", "start_grace_s": "2"}
+        values |= DEMO_SETTINGS
         settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
-        service = Service(settings)
+        service = Service(settings, clock=clock)
         await service.start()
         try:
-            onboarding_token = secrets.token_urlsafe(16)
-            instance = await _customer_pays(sims, service.url, onboarding_token)
-            if sims.vps is not None:
-                print("provisioning a hardened OpenClaw server:")
-                instance = await _until_active(sims, service.url, timeout_s=300)
-            print("instance:", json.dumps(instance, indent=2))
-            await _telegram_tour(sims, onboarding_token)
-            if sims.vps is not None and instance.get("status") == "active":
-                await _gateway_incident(sims, instance)
+            print(f"OpenClaw Hosted demo · storefront {service.url}/ · logs {data_dir}/demo.log")
+            if sims.vps is None:
+                print(VPS_UNSUPPORTED)
+                return 1
+
+            async def travel(delta: timedelta) -> None:
+                clock.travel(delta)  # the billing clock sees it at its next tick
+
+            journey = Journey(
+                sims, service.url, view, travel,
+                grace=timedelta(days=settings.cancel_grace_days),
+                retention=timedelta(days=settings.destroy_after_days),
+            )  # fmt: skip
+            view.start(journey.status)
+            began = time.monotonic()
+            try:
+                report = await journey.run()
+            except JourneyError as error:
+                await view.stop()
+                print(f"\nThe demo stopped: {error}")
+                return 1
+            await view.stop()
+            print(f"\nThe whole journey took {time.monotonic() - began:.0f} s:")
+            print(report.summary())
             print(
-                "\nNot built yet: the storefront.\n"
-                f"Admin API: curl -H 'X-API-Key: {sims.admin_api_key}' {service.url}/api/instances"
+                f"\n{len(view.texts('ops'))} messages in the ops group, "
+                f"{len(view.texts('customer'))} in Grace's chat; "
+                f"admin API: curl -H 'X-API-Key: {sims.admin_api_key}' {service.url}/api/instances"
             )
-            print("demo running; Ctrl-C stops it", flush=True)
-            await _until_signalled(once)
+            if interactive:
+                view.start(journey.status)
+                await _interactive(sims, view)
+                await view.stop()
+            elif not once:
+                print("demo running; Ctrl-C stops it", flush=True)
+                await _until_signalled(once)
+            return 0
         finally:
             await service.stop()
     finally:

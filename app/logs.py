@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterable
+from typing import IO
 
 # Fields passed with `extra=` that belong on the line.
 CONTEXT_FIELDS = ("instance_id", "customer_id", "actor", "operation_id")
@@ -60,8 +61,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure(log_format: str, secrets: Iterable[str], level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure(
+    log_format: str,
+    secrets: Iterable[str],
+    level: int = logging.INFO,
+    stream: IO[str] | None = None,
+) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()

@@ -6,10 +6,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from core.health import HealthRecorder
+from core.journal import notify_ops
 from core.services import CoreServices
 from core.settings import Settings
 from core.snapshot_schedule import queue_weekly_snapshots
 from monitor.billing_clock import billing_tick
+from monitor.db_backup import BackupError, backup_database, backup_due
 from monitor.health import HealthSweep
 from monitor.prices import refresh_prices_if_due
 from monitor.resources import ResourceCheck
@@ -66,6 +68,22 @@ def build_monitor(
     async def quiet_restarts() -> None:
         await resources.queue_due_restarts()
 
+    async def database_backup() -> None:
+        """Daily, decided by the newest file in BACKUP_DIR (a restart repeats none)."""
+        if not backup_due(settings.backup_dir, clock.now()):
+            return
+        try:
+            await backup_database(
+                settings.database_path,
+                settings.backup_dir,
+                clock.now(),
+                settings.backup_s3_url.get_secret_value(),
+            )
+        except BackupError as error:  # its text names no secret
+            async with db.transaction() as conn:
+                await notify_ops(conn, clock.now(), "backup_failed", f"database backup: {error}")
+            raise
+
     jobs = [
         Job("health", settings.health_check_interval_s, health.sweep),
         Job("billing_clock", settings.billing_tick_s, billing_clock),
@@ -75,6 +93,7 @@ def build_monitor(
         Job("quiet_restarts", QUIET_RESTARTS_S, quiet_restarts),
         Job("weekly_snapshots", HOURLY_S, weekly_snapshots),
         Job("prices", HOURLY_S, prices),  # refreshed when a day old
+        Job("database_backup", HOURLY_S, database_backup),
         # Snapshots past their delete-after date (30 days after a destruction) go.
         Job("snapshot_retention", 6 * HOURLY_S, lambda: delete_expired_snapshots(infra)),
     ]

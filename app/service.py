@@ -71,6 +71,8 @@ class Service:
     reconciler: Reconciler | None = None
     messaging: Messaging | None = None
     monitor: MonitorScheduler | None = None
+    bot_username: str = ""
+    _web_context: WebContext | None = None
 
     @property
     def db(self) -> Database:
@@ -104,7 +106,7 @@ class Service:
         self.messaging = build_messaging(settings, core, self.reconciler.infra)
         wakeup.targets += [self.reconciler.wake, self.messaging.outbox.wake]
         self._tasks.append(self._supervise(self.messaging.outbox.run(), "outbox"))
-        self._tasks.append(self._supervise(self.messaging.keep_bot_running(), "telegram bot"))
+        self._tasks.append(self._supervise(self._start_bot(), "telegram bot"))
 
         self.monitor = build_monitor(settings, core, self.reconciler.infra, wakeup)
         self.monitor.start()
@@ -118,6 +120,8 @@ class Service:
             gateway=self.messaging.context.gateway,
             liveness=liveness,
         )
+        context.bot_username = self.bot_username or None  # when the bot was quicker
+        self._web_context = context
         web_app = create_app(context)
         if settings.telegram_mode == "webhook":  # Telegram posts updates to us instead
             self.messaging.runtime.add_webhook_route(web_app)
@@ -128,6 +132,15 @@ class Service:
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
         log.info("serving on %s", self.url)
+
+    async def _start_bot(self) -> None:
+        """Start the bot (retrying while Telegram is unreachable), then tell the web face
+        its username: the welcome page's t.me deep link needs it."""
+        assert self.messaging is not None
+        await self.messaging.keep_bot_running()
+        self.bot_username = self.messaging.context.bot_username
+        if self._web_context is not None:
+            self._web_context.bot_username = self.bot_username or None
 
     def _liveness(self, core: CoreServices) -> Liveness:
         """What GET /healthz reports: the scheduler's jobs, and each long-running task."""

@@ -37,6 +37,7 @@ OPS_KINDS: dict[str, tuple[str, str]] = {
     "server_state": ("🖥️", "servers in an unexpected state"),
     "server_state_ok": ("🖥️", "servers back to normal"),
     "server_orphan": ("👻", "servers that belong to no instance"),
+    "backup_failed": ("💾", "database backups failed"),
     "server_price": ("🏷️", "Hetzner price changes"),
     "instance_waiting": ("⏳", "instances waiting"),
     "instance_requested": ("🆕", "instances requested"),

@@ -90,22 +90,37 @@ async def test_run_starts_against_the_printed_settings(tmp_path: Path) -> None:
     assert leftovers == []  # every simulated server's sandbox removed
 
 
-def test_demo_takes_a_payment_to_an_instance(tmp_path: Path) -> None:
-    result = run_cli(["demo", "--once", "--data-dir", str(tmp_path / "world")], tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "subscription.created for grace@example.com: HTTP 200" in result.stdout
-    assert '"customer_email": "grace@example.com"' in result.stdout
-    assert '"desired_state": "active"' in result.stdout
-    if os.geteuid() == 0:  # simulated servers run: the payment ends in a verified gateway
-        assert "provisioning a hardened OpenClaw server" in result.stdout
-        assert '"status": "active"' in result.stdout
-        # The customer taps the deep link: the bot binds the chat and sends the way in.
-        assert "This chat is now connected" in result.stdout
-        assert "/login/" in result.stdout and "Control UI: http://127." in result.stdout
-        # An operator's /list in the ops group lists the instance.
-        assert "Instances · 1" in result.stdout
-        # The gateway crashes: alert, automatic restart and recovery, nobody touching it.
-        incident = result.stdout.split("The gateway crashes")[1]
-        assert "is unhealthy: 3 failed health checks" in incident
-        assert "Restarting the gateway" in incident
-        assert "is healthy again after" in incident
+def test_demo_plays_the_whole_journey(tmp_path: Path) -> None:
+    world = tmp_path / "world"
+    result = run_cli(["demo", "--once", "--data-dir", str(world)], tmp_path)
+    if os.geteuid() != 0:  # no simulated servers: the demo says so and stops
+        assert result.returncode == 1 and "need root" in result.stdout
+        return
+    assert result.returncode == 0, result.stdout[-3000:]
+    out = result.stdout
+    # The chats, with timestamps, in the order things happen.
+    phases = [
+        "its welcome page would say: waiting_for_payment",
+        "subscription.created for grace@example.com: 200",
+        "the welcome page says: provisioning",
+        "provisioning a hardened OpenClaw server",
+        "the welcome page says: active",
+        "customer │ Grace: /start",
+        "This chat is now connected",
+        "the login page shows her way in",
+        "ops │ Ada: /list",
+        "Instances · 1",
+        "is unhealthy: 3 failed health checks",
+        "is healthy again after",
+        "Your OpenClaw gateway is suspended",
+        "suspended → destroyed",
+        "its final snapshot is kept until",
+        "The whole journey took",
+    ]
+    positions = [out.find(text) for text in phases]
+    assert -1 not in positions, [t for t, p in zip(phases, positions, strict=True) if p < 0]
+    assert positions == sorted(positions)
+    assert "status ▌ inst_" in out  # the status bar
+    # The service's own log went to a file, and nothing is left running or behind.
+    assert (world / "demo.log").stat().st_size > 0
+    assert [p for p in (world / "vps").iterdir() if not p.name.startswith("snap")] == []

@@ -84,6 +84,10 @@ async def test_signed_subscription_created_becomes_a_provisioning_instance(
             assert health["parts"]["bot"] == {"ok": False, "state": "starting"}
             assert health["parts"]["reconciler"]["ok"] and health["parts"]["outbox"]["ok"]
             assert health["parts"]["scheduler"]["running"] is True
+            assert set(health["parts"]["scheduler"]["jobs"]) == {
+                "health", "billing_clock", "vps_status", "resources", "quiet_restarts",
+                "weekly_snapshots", "prices", "snapshot_retention", "database_backup",
+            }  # fmt: skip
             sender = WebhookSender(f"{base}/api/webhook/paddle", WEBHOOK_SECRET)
             event = envelope(
                 "subscription.created",
