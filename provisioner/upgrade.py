@@ -26,6 +26,7 @@ from core.models import OperationState
 from core.rollout_store import target_version
 from provisioner.infra import Infra
 from provisioner.provisioning import wait_ready
+from provisioner.ssh import SshError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,16 @@ async def installed_version(infra: Infra, instance: aiosqlite.Row) -> str | None
 
 
 async def switch(infra: Infra, instance: aiosqlite.Row, version: str) -> str | None:
-    """Install `version`, restart the gateway, verify it; None when it passed, else why."""
+    """Install `version`, restart the gateway, verify it; None when it passed, else why.
+    A lost connection (the server rebooting under it, say) is a failure like another:
+    what the server runs is then not known, so it is rolled back all the same."""
+    try:
+        return await _switch(infra, instance, version)
+    except (SshError, OSError, TimeoutError) as exc:
+        return f"{version}: {type(exc).__name__}: {exc}"
+
+
+async def _switch(infra: Infra, instance: aiosqlite.Row, version: str) -> str | None:
     if not _VERSION.fullmatch(version):
         return f"not an OpenClaw version: {version[:40]!r}"
     instance_id, ip, key = instance["id"], instance["server_ip"], instance["ssh_host_key"]

@@ -170,3 +170,25 @@ async def test_instances_provisioned_mid_rollout_get_the_right_version(world: Wo
     assert early in upgraded and late not in upgraded
     versions = await world.reconciler.rollouts.store.versions()
     assert list(versions) == [NEW] and len(versions[NEW]) == 4
+
+
+async def test_failures_in_a_batch_are_rolled_back_and_halt_at_the_limit(world: World) -> None:
+    canary, *others = await active_fleet(world, 4)
+    for instance_id in others[:2]:  # the first batch's npm install fails on both
+        server = (await world.instance(instance_id))["hetzner_server_id"]
+        world.vps.fail_command(server, rf"npm install .*openclaw@{NEW}", times=1)
+
+    rollout = await drive(world, (await admin(world).start(plan(), "api")).id)
+
+    assert rollout.state is RolloutState.HALTED and rollout.phase is Phase.BATCHES
+    members = {m.instance_id: m for m in await world.reconciler.rollouts.store.members(rollout.id)}
+    assert members[canary].state is MemberState.UPGRADED
+    for instance_id in others[:2]:
+        assert members[instance_id].state is MemberState.ROLLED_BACK
+        assert (await world.instance(instance_id))["openclaw_version"] == OLD
+    assert others[2] not in members  # halted before the next batch
+    [alert] = await world.notifications("rollout_halted")
+    assert "2 instances failed (the limit is 2)" in alert["body"]
+    assert f"{OLD}: 3" in alert["body"] and f"{NEW}: 1 ({canary})" in alert["body"]
+    # Past its canary but halted: new servers keep the version that was there.
+    assert await target_version(world.core.db, OLD) == OLD
