@@ -1,11 +1,13 @@
 """Guest side of the VPS simulator: the shimmed tools, run INSIDE a simulated VPS.
 
-Copied into each VPS at `/run/ocsim/lib/sim/` and started by small wrappers
-(`/usr/bin/sudo`, `/usr/bin/apt-get`, ... in the VPS's own /usr) with the system
-python3, so this file and `vps_guest_*.py` use the standard library only and must
-not import anything else from `sim/`. Every tool first calls the simulator
-(`begin`) so the call is recorded and a `fail_command` knob can fail it. Files are
-written with ordinary paths: inside the VPS they land on its own disk.
+Copied into each VPS at `/run/ocsim/lib/sim/` and run, on behalf of small wrappers
+(`/usr/bin/sudo`, `/usr/bin/apt-get`, ... in the VPS's own /usr, see `sim/vps_shim.py`),
+by the VPS's guest command server (`vps_guest_server.py`) or else by a python3 of their
+own, so this file and `vps_guest_*.py` use the standard library only and must not
+import anything else from `sim/`. Every tool first calls the simulator (`begin`, or
+`call` for the tools the simulator answers) so the call is recorded and a
+`fail_command` knob can fail it. Files are written with ordinary paths: inside the VPS
+they land on its own disk.
 """
 
 from __future__ import annotations
