@@ -88,7 +88,8 @@ async def test_crash_torture(sims: Simulators, tmp_path: Path) -> None:
         mine = [i for i in instances if i["subscription_id"] == s.subscription_id]
         if len(mine) != 1:
             report.lost.append(f"subscription {s.subscription_id}: {len(mine)} instances")
-        events = query(database, "SELECT outcome FROM paddle_events WHERE event_id = ?", (s.event_id,))
+        sql = "SELECT outcome FROM paddle_events WHERE event_id = ?"
+        events = query(database, sql, (s.event_id,))
         if [e[0] for e in events] != ["applied"]:
             report.lost.append(f"event {s.event_id}: {[e[0] for e in events]}")
     for row in instances:
