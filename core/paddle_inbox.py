@@ -4,7 +4,8 @@
 one transaction that also marks it processed, so a crash between the two only means
 `apply_pending` finishes the job at start-up. An event that cannot apply yet (a
 refund for a purchase we have not heard of) stays deferred and is tried again after
-every event that applies.
+every event that applies. Both are group-committed with concurrent deliveries (one
+fsync for many webhooks; each caller resumes only after its group's COMMIT).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class PaddleInbox:
         """Store a verified event durably. Returns (envelope, is_new); raises MalformedEvent."""
         envelope = parse_envelope(raw)
         validate(envelope)
-        async with self.db.transaction() as conn:
+        async with self.db.grouped() as conn:
             cursor = await conn.execute(
                 "INSERT OR IGNORE INTO paddle_events (event_id, event_type, occurred_at, "
                 "notification_id, payload, received_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -56,7 +57,7 @@ class PaddleInbox:
 
     async def _apply_one(self, event_id: str) -> str | None:
         try:
-            async with self.db.transaction() as conn:
+            async with self.db.grouped() as conn:
                 row = await fetch_one(
                     conn, "SELECT * FROM paddle_events WHERE event_id = ?", (event_id,)
                 )
@@ -69,7 +70,7 @@ class PaddleInbox:
                     done["processed_at"] = to_iso(self.clock.now())
                 await update(conn, "paddle_events", "event_id", event_id, done)
         except Exception as exc:  # recorded on the event, retried by apply_pending
-            async with self.db.transaction() as conn:
+            async with self.db.grouped() as conn:
                 error = f"{type(exc).__name__}: {exc}"[:1000]
                 await update(conn, "paddle_events", "event_id", event_id, {"error": error})
             log.exception("paddle event %s failed to apply", event_id)

@@ -2,6 +2,12 @@
 
 `synchronous=FULL` makes a commit durable (fsync'd) before it returns, which is
 what lets the webhook answer 200 only for events that can no longer be lost.
+
+`grouped()` is group commit for the webhook path: concurrent callers' transactions run
+one after another as savepoints inside one BEGIN … COMMIT, and each caller's block
+returns only once that shared COMMIT (one fsync for the whole group) has succeeded.
+A block that raises rolls back only its own savepoint; a COMMIT that fails rolls the
+whole group back and raises in every caller of the group.
 """
 
 from __future__ import annotations
@@ -42,6 +48,13 @@ def _create_private(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+class _Group:
+    """One open group transaction: its members wait for `committed`."""
+
+    def __init__(self) -> None:
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
 class Database:
     """Writes go through `transaction()`, one at a time; reads use their own connection."""
 
@@ -50,6 +63,8 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        self._group: _Group | None = None
+        self._committer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, *, migrate: bool = True) -> Database:
@@ -64,9 +79,12 @@ class Database:
     async def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied (none when current)."""
         async with self._write_lock:
+            await self._end_group()
             return await apply_migrations(self._writer)
 
     async def close(self) -> None:
+        async with self._write_lock:
+            await self._end_group()
         await self._reader.close()
         await self._writer.close()
 
@@ -74,6 +92,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE … COMMIT; rolled back on any exception."""
         async with self._write_lock:
+            await self._end_group()
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer
@@ -83,6 +102,52 @@ class Database:
                 if self._writer.in_transaction:
                     await self._writer.rollback()
                 raise
+
+    @asynccontextmanager
+    async def grouped(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Like `transaction()`, but committed together with concurrent `grouped()` callers.
+
+        The block runs as a savepoint of the open group (one is begun when none is
+        open); the caller resumes after the group's COMMIT, never before.
+        """
+        async with self._write_lock:
+            group = self._group
+            if group is None:
+                await self._writer.execute("BEGIN IMMEDIATE")
+                group = self._group = _Group()
+                # Queued behind the callers already waiting for the lock: they join.
+                self._committer = asyncio.create_task(self._commit_when_free(group))
+            await self._writer.execute("SAVEPOINT grouped")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK TO grouped")
+                await self._writer.execute("RELEASE grouped")
+                raise
+            await self._writer.execute("RELEASE grouped")
+        await asyncio.shield(group.committed)
+
+    async def _commit_when_free(self, group: _Group) -> None:
+        async with self._write_lock:
+            if self._group is group:
+                await self._end_group()
+
+    async def _end_group(self) -> None:
+        """COMMIT the open group (under the write lock) and tell its members."""
+        group, self._group = self._group, None
+        if group is None:
+            return
+        try:
+            await self._writer.commit()
+        except BaseException as exc:
+            if self._writer.in_transaction:
+                await self._writer.rollback()
+            group.committed.set_exception(exc)
+            group.committed.exception()  # retrieved: members re-raise it
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            group.committed.set_result(None)
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self._reader.execute(sql, tuple(params)) as cursor:
