@@ -13,6 +13,7 @@ from pathlib import Path
 from app import logs
 from app.config import load_settings
 from app.demo import run_demo, run_simulators
+from app.preflight import check_config
 from app.provisioning import build_hetzner, build_ssh, provisioner_config
 from app.service import AlreadyRunning, Service, run_until_signalled
 from core.clock import SystemClock
@@ -51,13 +52,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings, problems = load_settings(args.env_file)
-    if problems or settings is None:
+    if settings is None:
         for line in problems:
             print(f"problem: {line}")
         print(f"{len(problems)} problem(s) found")
         return EXIT_CONFIG
     print("configuration OK")
-    return 0
+    # The key file's problems (load_settings' file_problems) are the SSH key row's ✗.
+    return check_config(settings, online=not args.offline)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -165,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     for name, func, text in (
         ("run", cmd_run, "run the service"),
-        ("check-config", cmd_check_config, "report every settings problem at once"),
+        ("check-config", cmd_check_config, "the settings, then each outside service online"),
         ("migrate", cmd_migrate, "apply database migrations"),
         ("demo", cmd_demo, "run everything against the simulators"),
         ("sim", cmd_sim, "start the simulators alone and print a ready .env"),
@@ -187,6 +189,10 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--once", action="store_true", help="start, show, and stop")
         if name == "sim":
             sub.add_argument("--env-out", help="also write the settings to this file")
+        if name == "check-config":
+            sub.add_argument(
+                "--offline", action="store_true", help="the settings and the SSH key file only"
+            )
         if name == "demo":
             sub.add_argument(
                 "--interactive",

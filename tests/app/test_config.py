@@ -73,7 +73,7 @@ def test_check_config_reports_every_problem_at_once(tmp_path: Path) -> None:
 def test_check_config_ok_and_dotenv_is_read(tmp_path: Path) -> None:
     env = env_for(tmp_path)
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    result = run_cli(["check-config"], {}, tmp_path)
+    result = run_cli(["check-config", "--offline"], {}, tmp_path)
     assert result.returncode == 0, result.stdout
     assert "configuration OK" in result.stdout
 
