@@ -35,6 +35,7 @@ from core.clock import from_iso
 VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?")
 CANARY_PERCENT = 5
 MAX_BATCH = 100
+MAX_FAILURES = 10_000
 MAX_SOAK_S = 7 * 24 * 3600
 
 
@@ -93,8 +94,8 @@ class RolloutPlan:
             return f"not an OpenClaw version: {self.version[:40]!r} (e.g. 2026.9.6)"
         if not 1 <= self.batch_size <= MAX_BATCH:
             return f"batch_size must be from 1 to {MAX_BATCH}"
-        if self.max_failures < 1:
-            return "max_failures must be at least 1"
+        if not 1 <= self.max_failures <= MAX_FAILURES:
+            return f"max_failures must be from 1 to {MAX_FAILURES}"
         if not 0 <= self.soak_s <= MAX_SOAK_S:
             return f"soak_s must be from 0 to {MAX_SOAK_S}"
         if self.canary_size is not None and not 1 <= self.canary_size <= MAX_BATCH:

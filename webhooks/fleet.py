@@ -7,6 +7,7 @@ every /api/ route these need `X-API-Key` (webhooks.admin.require_admin_key).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiohttp import web
@@ -63,8 +64,9 @@ def rollout_json(rollout: Rollout, progress: Progress | None = None) -> dict[str
 
 def _number(body: dict[str, Any], name: str, default: float, *, integer: bool) -> float:
     value = body.get(name, default)
-    # JSON booleans are ints in Python: refuse them like any other non-number.
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # JSON booleans are ints in Python, and Python's JSON reads NaN and Infinity: refuse
+    # them like any other non-number (the plan's own check bounds the rest).
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise web.HTTPBadRequest(reason=f"{name} must be a number")
     if integer and value != int(value):
         raise web.HTTPBadRequest(reason=f"{name} must be an integer")

@@ -60,6 +60,10 @@ async def test_fleet_routes_need_the_key_and_are_described(
         {"version": NEW, "soak_s": "soon"},
         {"version": NEW, "max_failures": 1.5},
         {"version": NEW, "respect_quiet_window": "no"},
+        {"version": NEW, "batch_size": float("inf")},
+        {"version": NEW, "max_failures": 10**30},
+        {"version": NEW, "canary": float("nan")},
+        {"version": "2026.1.1\u0000"},
     ],
 )
 async def test_upgrade_refuses_bad_input(backend: Backend, body: dict[str, Any]) -> None:
