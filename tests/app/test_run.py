@@ -35,7 +35,7 @@ async def paddle() -> AsyncIterator[PaddleSim]:
     await sim.stop()
 
 
-async def wait_for(url: str, session: aiohttp.ClientSession, attempts: int = 200) -> None:
+async def wait_for(url: str, session: aiohttp.ClientSession, attempts: int = 1200) -> None:
     for _ in range(attempts):
         try:
             async with session.get(url) as response:

@@ -49,7 +49,7 @@ async def start_service(sims: Simulators, tmp_path: Path) -> asyncio.subprocess.
         stderr=(tmp_path / "service.log").open("w"),
     )  # fmt: skip
     async with aiohttp.ClientSession() as session:
-        for _ in range(400):
+        for _ in range(1200):  # start-up imports take seconds on a busy machine
             try:
                 async with session.get(f"http://127.0.0.1:{sims.http_port}/healthz") as answer:
                     if answer.status == 200:  # every part running, the bot polling
