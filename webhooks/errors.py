@@ -37,7 +37,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         code = _CODES.get(exc.status, "error")
-        return error_response(exc.status, code, exc.reason)
+        # Keep what the status needs, e.g. 405's Allow (RFC 9110) and 429's Retry-After.
+        kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, code, exc.reason, **kept)
     except Exception:
         # The exception text may quote a secret: log it here, never send it to a client.
         log.exception("unhandled error on %s %s", request.method, request.path)

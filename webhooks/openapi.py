@@ -211,9 +211,15 @@ SPEC: dict[str, Any] = {
                                 "type": "object",
                                 "required": ["customer_email"],
                                 "properties": {
-                                    "customer_email": {"type": "string"},
+                                    "customer_email": {
+                                        "type": "string",
+                                        "pattern": r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                                    },
                                     "customer_name": {"type": "string"},
-                                    "paddle_subscription_id": {"type": "string"},
+                                    "paddle_subscription_id": {
+                                        "type": "string",
+                                        "pattern": "^sub_[a-z0-9]{10,40}$",
+                                    },
                                     "plan": {"type": "string"},
                                 },
                             }
