@@ -54,6 +54,14 @@ class HetznerFaults:
         with `code` (status derived from the code unless given)."""
         self._routes.fail_next(method, path, code, status=status, message=message, times=times)
 
+    def chaos(self, rate: float, *, seed: int | None = None) -> None:
+        """Fail this fraction of API calls at random (see `RouteFaults.set_chaos`)."""
+        self._routes.set_chaos(rate, seed=seed)
+
+    @property
+    def chaos_injected(self) -> int:
+        return self._routes.chaos_injected
+
     def out_of_capacity(self, location: str, unavailable: bool = True) -> None:
         """Creating a server in `location` answers 412 `resource_unavailable`."""
         if unavailable:

@@ -7,6 +7,7 @@ crosses `/`), e.g. `/servers`, `/servers/*/actions/poweroff`, `/actions/*`.
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,10 +90,36 @@ class Latency:
         return self.method in ("*", method) and fnmatchcase(path, self.path)
 
 
+# Chaos: what a random failure may be, and where it makes sense.
+CHAOS_ANYWHERE = ("server_error", "rate_limit_exceeded", "timeout", "unavailable")
+
+
 class RouteFaults:
     def __init__(self) -> None:
         self.failures: list[RouteFault] = []
         self.latencies: list[Latency] = []
+        self.chaos_rate = 0.0
+        self.chaos_rng = random.Random()
+        self.chaos_injected = 0
+
+    def set_chaos(self, rate: float, *, seed: int | None = None) -> None:
+        """Fail this fraction of requests at random: 5xx, 429, 504, and where they make
+        sense `resource_unavailable` (creating a server) and `locked` (server actions)."""
+        self.chaos_rate = rate
+        if seed is not None:
+            self.chaos_rng.seed(seed)
+
+    def _chaos(self, method: str, path: str) -> ApiError | None:
+        if not self.chaos_rate or self.chaos_rng.random() >= self.chaos_rate:
+            return None
+        codes = list(CHAOS_ANYWHERE)
+        if method == "POST" and path == "/servers":
+            codes.append("resource_unavailable")
+        if method == "POST" and fnmatchcase(path, "/servers/*/actions/*"):
+            codes.append("locked")
+        self.chaos_injected += 1
+        code = self.chaos_rng.choice(codes)
+        return ApiError(code, f"simulated chaos: {code}")
 
     def fail_next(
         self,
@@ -115,7 +142,7 @@ class RouteFaults:
                 if fault.remaining == 0:
                     self.failures.remove(fault)
                 return fault.error
-        return None
+        return self._chaos(method, path)
 
     def add_latency(
         self,

@@ -146,6 +146,8 @@ class TelegramSim(TelegramControl):
             self.calls.append(call)
             if fault := self.method_faults.get(name):
                 raise fault.popleft()
+            if chaos := self.chaos_fault():
+                raise chaos
             if self.latency_s:
                 await asyncio.sleep(self.latency_s * self.time_scale)
             if name == "getupdates":

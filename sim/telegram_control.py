@@ -193,6 +193,21 @@ class TelegramControl(TelegramWorld):
         queue = self.method_faults.setdefault(method.lower(), deque())
         queue.extend(TelegramApiError(error_code, description, params) for _ in range(times))
 
+    def set_chaos(self, rate: float, *, seed: int | None = None) -> None:
+        """Answer this fraction of Bot API calls with 429 (retry_after 1) or 5xx."""
+        self.chaos_rate = rate
+        if seed is not None:
+            self.chaos_rng.seed(seed)
+
+    def chaos_fault(self) -> TelegramApiError | None:
+        if not self.chaos_rate or self.chaos_rng.random() >= self.chaos_rate:
+            return None
+        self.chaos_injected += 1
+        code = self.chaos_rng.choice([429, 500, 502])
+        if code == 429:
+            return TelegramApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+        return TelegramApiError(code, "Internal Server Error" if code == 500 else "Bad Gateway")
+
     def _bot_sees(self, chat: SimChat, message: SimMessage) -> bool:
         if chat.bot_status in ("kicked", "left"):
             return False

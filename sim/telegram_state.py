@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import random
 import re
 import time
 from collections import deque
@@ -69,6 +70,9 @@ class TelegramWorld:
         # Every Bot API call, newest last; bounded so a long demo does not grow forever.
         self.calls: deque[ApiCall] = deque(maxlen=10_000)
         self.method_faults: dict[str, deque[TelegramApiError]] = {}
+        self.chaos_rate = 0.0  # a fraction of calls answered 429 or 5xx (set_chaos)
+        self.chaos_rng = random.Random()
+        self.chaos_injected = 0
         self._update_ids = itertools.count(800_000_001)
         self._user_ids = itertools.count(100_000_001)
         self._group_ids = itertools.count(1)

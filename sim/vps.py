@@ -78,6 +78,7 @@ class VpsSim(ServerListener):
         self._tasks: set[asyncio.Task[None]] = set()
         self._snapshots = itertools.count(1)
         self._never_ready_all: set[str] = set()
+        self._ssh_drop_rate = 0.0
         self.shim: Path | None = None
         hetzner.add_listener(self)
 
@@ -141,6 +142,7 @@ class VpsSim(ServerListener):
             shim=self.shim,
         )
         machine.gateway.faults.never_ready_versions |= self._never_ready_all
+        machine.ssh_drop_rate = self._ssh_drop_rate
         self.machines[server.id] = machine
         image = self.state.images.get(server.image_id)
         if image is not None and "vps_disk" in image.payload:
@@ -243,6 +245,13 @@ class VpsSim(ServerListener):
             await gateway.crash(exit_code)
         else:
             gateway.faults.crash_next_starts += times
+
+    def drop_ssh(self, rate: float) -> None:
+        """This fraction of SSH commands, on every VPS now and later, has its
+        connection aborted while it runs."""
+        self._ssh_drop_rate = rate
+        for machine in self.machines.values():
+            machine.ssh_drop_rate = rate
 
     def hang_gateway(self, ref: int | str, hang: bool = True) -> None:
         """The gateway accepts connections and never answers."""

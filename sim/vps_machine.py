@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class Vps:
         self.commands = CommandLog()
         self.journal: list[str] = []
         self.failures: list[CommandFailure] = []
+        self.ssh_drop_rate = 0.0  # this fraction of SSH commands loses its connection
         self.usage = Usage()
         self.slow_boot_s = 0.0
         self.pairing: list[PairingRequest] = []
@@ -257,6 +259,10 @@ class Vps:
         env["SSH_CONNECTION"] = f"{peer[0]} {peer[1]} {self.ip} {self.ssh_port}"
         proc = await self.sandbox.spawn(command, env)
         assert proc.stdin and proc.stdout and proc.stderr
+        if self.ssh_drop_rate and random.random() < self.ssh_drop_rate:  # mid-command
+            record.stderr = "connection dropped by the chaos knob"
+            conn = process.channel.get_connection()
+            asyncio.get_running_loop().call_later(random.uniform(0.01, 0.3), conn.abort)
         out: list[bytes] = []
         err: list[bytes] = []
 
