@@ -23,8 +23,11 @@ async def list_instances(
     where, params = ("WHERE i.status = ?", [status]) if status else ("", [])
     total_row = await db.fetch_one(f"SELECT COUNT(*) FROM instances i {where}", params)  # noqa: S608
     total = int(total_row[0]) if total_row else 0
+    # The page's ids from the index alone, then their rows: a deep OFFSET skips index
+    # entries, not joined rows.
     rows = await db.fetch_all(
-        f"{_SELECT} {where} ORDER BY i.created_at DESC, i.id LIMIT ? OFFSET ?",
+        f"{_SELECT} WHERE i.id IN (SELECT i.id FROM instances i {where} "  # noqa: S608
+        "ORDER BY i.created_at DESC, i.id LIMIT ? OFFSET ?) ORDER BY i.created_at DESC, i.id",
         [*params, per_page, (page - 1) * per_page],
     )
     return rows, total
