@@ -62,6 +62,7 @@ class Database:
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._read_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
         self._group: _Group | None = None
         self._committer: asyncio.Task[None] | None = None
@@ -149,12 +150,15 @@ class Database:
         else:
             group.committed.set_result(None)
 
+    # One read at a time on the reader: a statement still open for one coroutine would
+    # hold the connection's read snapshot, and another coroutine's read would then miss
+    # rows committed since (a provision that just returned, not yet visible).
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._reader.execute(sql, tuple(params)) as cursor:
+        async with self._read_lock, self._reader.execute(sql, tuple(params)) as cursor:
             return await cursor.fetchone()
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._reader.execute(sql, tuple(params)) as cursor:
+        async with self._read_lock, self._reader.execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())
 
     async def user_version(self) -> int:
