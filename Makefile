@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint pytest demo sim run lock clean
+.PHONY: test lint pytest torture demo sim run lock clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@# System tools the tests use: shellcheck lints the install script.
@@ -30,6 +30,11 @@ lint: $(VENV)/.installed
 
 pytest: $(VENV)/.installed
 	$(BIN)/pytest -q
+
+# The full torture tests (crash, chaos, bad input, secrets, load): each prints what it
+# tried and a last line `NAME lost=N PASS|FAIL`. Their quick versions run in `make test`.
+torture: $(VENV)/.installed
+	TORTURE=full $(BIN)/pytest -q -s -p no:logging tests/torture
 
 demo: $(VENV)/.installed
 	$(BIN)/openclaw-hosted demo

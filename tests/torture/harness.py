@@ -31,6 +31,7 @@ from sim.paddle import envelope, paddle_id, signature_header, subscription_data
 ROOT = Path(__file__).parents[2]
 FULL = os.environ.get("TORTURE", "") == "full"
 T = TypeVar("T")
+REPORTED: dict[str, str] = {}  # each torture's last line, for the run's summary
 
 needs_root = pytest.mark.skipif(
     os.name != "posix" or os.geteuid() != 0, reason="simulated servers need root"
@@ -64,6 +65,7 @@ class Report:
         out += [f"  note: {n}" for n in self.notes]
         out += [f"  LOST: {item}" for item in self.lost[:50]]
         out.append(self.line())
+        REPORTED[self.name] = self.line()
         print("\n" + "\n".join(out), flush=True)
 
 
