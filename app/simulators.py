@@ -36,12 +36,16 @@ class Simulators:
     admin_user_id: int = 0
     webhook_secret: str = field(default_factory=lambda: "pdl_ntfset_sim_" + secrets.token_hex(16))
     admin_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # The simulated servers' loopback addresses (runs side by side need different ones).
+    address_pool: str = "127.1.0.0/16"
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.paddle = PaddleSim(api_key="pdl_sdbx_apikey_" + secrets.token_hex(8))
         await self.paddle.start()
-        self.hetzner = HetznerSim(token=secrets.token_hex(32), time_scale=self.time_scale)
+        self.hetzner = HetznerSim(
+            token=secrets.token_hex(32), time_scale=self.time_scale, address_pool=self.address_pool
+        )
         await self.hetzner.start()
         if vps_supported():
             self.vps = VpsSim(self.hetzner, base_dir=self.data_dir / "vps", ssh_port=SIM_SSH_PORT)

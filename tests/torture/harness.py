@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import sqlite3
 import sys
@@ -40,6 +41,12 @@ needs_root = pytest.mark.skipif(
 
 def scale(quick: T, full: T) -> T:
     return full if FULL else quick
+
+
+def address_pool() -> str:
+    """A /16 of loopback of its own, so that simulated servers of other test runs on the
+    same machine (the default pool is 127.1.0.0/16) never hold the same address."""
+    return f"127.{random.randrange(150, 250)}.0.0/16"
 
 
 def clean_env() -> dict[str, str]:

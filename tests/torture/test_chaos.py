@@ -26,7 +26,7 @@ from app.simulators import Simulators
 from core.clock import SystemClock, from_iso
 from core.settings import Settings
 from tests.app.test_demo import free_port
-from tests.torture.harness import Report, Signup, needs_root, query, scale, signup
+from tests.torture.harness import Report, Signup, address_pool, needs_root, query, scale, signup
 
 pytestmark = needs_root
 
@@ -36,7 +36,9 @@ RATE = 0.10
 
 @pytest.fixture
 async def sims(tmp_path: Path) -> AsyncIterator[Simulators]:
-    world = Simulators(tmp_path / "world", time_scale=0.02, http_port=free_port())
+    world = Simulators(
+        tmp_path / "world", time_scale=0.02, http_port=free_port(), address_pool=address_pool()
+    )
     await world.start()
     yield world
     await world.stop()

@@ -19,6 +19,7 @@ from tests.torture.harness import (
     Report,
     ServiceProcess,
     Signup,
+    address_pool,
     bot_messages,
     duplicates,
     needs_root,
@@ -36,7 +37,9 @@ KILLS = scale(3, 10)
 
 @pytest.fixture
 async def sims(tmp_path: Path) -> AsyncIterator[Simulators]:
-    world = Simulators(tmp_path / "world", time_scale=0.02, http_port=free_port())
+    world = Simulators(
+        tmp_path / "world", time_scale=0.02, http_port=free_port(), address_pool=address_pool()
+    )
     await world.start()
     yield world
     await world.stop()

@@ -29,6 +29,7 @@ from tests.torture.harness import (
     Report,
     ServiceProcess,
     Signup,
+    address_pool,
     needs_root,
     query,
     signup,
@@ -48,7 +49,9 @@ SWEPT = 1000
 
 @pytest.fixture
 async def sims(tmp_path: Path) -> AsyncIterator[Simulators]:
-    world = Simulators(tmp_path / "world", time_scale=0.02, http_port=free_port())
+    world = Simulators(
+        tmp_path / "world", time_scale=0.02, http_port=free_port(), address_pool=address_pool()
+    )
     await world.start()
     yield world
     await world.stop()

@@ -30,7 +30,7 @@ from core.settings import Settings
 from monitor.db_backup import backup_database
 from tests.app.test_demo import free_port
 from tests.e2e.test_journey import SHORT_DAYS, start_service
-from tests.torture.harness import Report, needs_root
+from tests.torture.harness import Report, address_pool, needs_root
 from webhooks import admin
 
 WEBHOOK_SECRET = "pdl_ntfset_TortureWebhookSecret7Q2x9KzP4mWvB8nR"
@@ -66,7 +66,7 @@ def scan(places: dict[str, bytes], secrets: dict[str, str]) -> list[str]:
 async def sims(tmp_path: Path) -> AsyncIterator[Simulators]:
     world = Simulators(
         tmp_path / "world", time_scale=0.05, http_port=free_port(),
-        webhook_secret=WEBHOOK_SECRET, admin_api_key=ADMIN_API_KEY,
+        webhook_secret=WEBHOOK_SECRET, admin_api_key=ADMIN_API_KEY, address_pool=address_pool(),
     )  # fmt: skip
     await world.start()
     yield world
