@@ -25,7 +25,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     module = report.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
     if module not in NAMES or report.skipped:
         return
-    _ran.add(module)
+    if report.when == "call":
+        _ran.add(module)
     if report.failed:
         _failed[module] = _failed.get(module, 0) + 1
 
@@ -42,3 +43,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             failures = _failed.get(module, 0)
             line = f"{name} lost={failures} {'FAIL' if failures else 'PASS'}"
         terminalreporter.write_line(line)
+
+
+# The bot's world (real aiogram against the Telegram simulator) for the command fuzzer.
+from tests.bot.conftest import make_context, sim, world  # noqa: E402, F401

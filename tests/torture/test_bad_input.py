@@ -251,7 +251,7 @@ api_schema = schemathesis.openapi.from_dict(SPEC)
 
 @api_schema.parametrize()
 @settings(
-    max_examples=scale(8, 1000),
+    max_examples=scale(8, 200),
     deadline=None,
     suppress_health_check=list(HealthCheck),
     database=None,
@@ -276,3 +276,49 @@ def test_report_line() -> None:
     report.tried.append(f"webhook: {EXAMPLES} signed envelopes with hostile content")
     report.tried.append("admin API: schemathesis over every operation of /api/openapi.json")
     report.print()
+
+
+# -- bot commands with random arguments -------------------------------------------------
+
+ADMIN_COMMANDS = [
+    "list", "status", "suspend", "resume", "reprovision", "retry", "destroy", "logs",
+    "mute", "stats", "help", "fleet", "upgrade", "rollout",
+]  # fmt: skip
+bot_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)
+
+
+def bot_state(database: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(database) as conn:
+        instances = conn.execute(
+            "SELECT id, status, desired_state, admin_hold, admin_destroyed_at FROM instances"
+        ).fetchall()
+        operations = conn.execute("SELECT count(*) FROM operations").fetchall()
+    return [*instances, *operations]
+
+
+@settings(
+    max_examples=scale(60, 1000),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+@given(
+    command=st.sampled_from(ADMIN_COMMANDS),
+    args=st.one_of(
+        st.sampled_from(HOSTILE[:-1]),
+        bot_text,
+        bot_text.map(lambda t: "{id} " + t),
+    ),
+)
+async def test_bot_commands_with_random_arguments(world: Any, command: str, args: str) -> None:
+    """An admin's command with any arguments gets an answer (Telegram accepted it, so
+    whatever it echoes is escaped), and changes nothing without a confirmation."""
+    if not await world.db.fetch_all("SELECT id FROM instances"):
+        await world.provision("fuzz@example.com")
+    [row] = await world.db.fetch_all("SELECT id FROM instances")
+    args = args.replace("{id}", row["id"])
+    database = world.ctx.settings.database_path
+    before = bot_state(database)
+    reply = await world.ask(command, args)
+    assert reply.text
+    assert bot_state(database) == before

@@ -7,6 +7,7 @@ applied once, every operation done once, every alert and customer message delive
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.simulators import Simulators
+from sim.paddle import WebhookSender, envelope, paddle_id, subscription_data
 from tests.app.test_demo import free_port
 from tests.torture.harness import (
     Report,
@@ -43,6 +45,29 @@ async def sims(tmp_path: Path) -> AsyncIterator[Simulators]:
     await world.start()
     yield world
     await world.stop()
+
+
+HOSTILE_PRICE = "pri_<b>x</b> & '; DROP TABLE instances; -- <script>"
+
+
+async def hostile_event_reaches_the_ops_group_escaped(
+    sims: Simulators, url: str, report: Report
+) -> None:
+    """(Bad input, checked here where a real process talks to Telegram.) A validly
+    signed event with HTML and SQL in it: stored, no instance, and the operators' alert
+    shows the text literally (Telegram would refuse unescaped HTML)."""
+    customer = sims.paddle.add_customer("hostile@example.com")
+    data = subscription_data(paddle_id("sub"), customer.id, "active", HOSTILE_PRICE)
+    status, _ = await WebhookSender(f"{url}/api/webhook/paddle", sims.webhook_secret).post(
+        json.dumps(envelope("subscription.created", data)).encode()
+    )
+    report.tried.append(f"a signed event with price id {HOSTILE_PRICE!r}: HTTP {status}")
+
+    def alerted() -> bool:
+        return any(HOSTILE_PRICE in t for t in bot_messages(sims, sims.ops_chat_id))
+
+    if status != 200 or not await until(alerted, 30):
+        report.lost.append("the hostile event's alert did not reach the ops group verbatim")
 
 
 async def test_crash_torture(sims: Simulators, tmp_path: Path) -> None:
@@ -82,6 +107,7 @@ async def test_crash_torture(sims: Simulators, tmp_path: Path) -> None:
 
         settled = await until(converged, scale(180, 600))
         report.notes.append(f"converged: {settled}; service started {service.starts} times")
+        await hostile_event_reaches_the_ops_group_escaped(sims, service.url, report)
     finally:
         await service.stop()
 

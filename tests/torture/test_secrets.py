@@ -65,7 +65,7 @@ def scan(places: dict[str, bytes], secrets: dict[str, str]) -> list[str]:
 @pytest.fixture
 async def sims(tmp_path: Path) -> AsyncIterator[Simulators]:
     world = Simulators(
-        tmp_path / "world", time_scale=0.05, http_port=free_port(),
+        tmp_path / "world", time_scale=0.02, http_port=free_port(),
         webhook_secret=WEBHOOK_SECRET, admin_api_key=ADMIN_API_KEY, address_pool=address_pool(),
     )  # fmt: skip
     await world.start()
