@@ -105,6 +105,7 @@ class Service:
         self._tasks.append(self._supervise(self.reconciler.run(), "reconciler"))
         self.messaging = build_messaging(settings, core, self.reconciler.infra)
         wakeup.targets += [self.reconciler.wake, self.messaging.outbox.wake]
+        self.reconciler.infra.records.on_notify = self.messaging.outbox.wake
         self._tasks.append(self._supervise(self.messaging.outbox.run(), "outbox"))
         self._tasks.append(self._supervise(self._start_bot(), "telegram bot"))
 

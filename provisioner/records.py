@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +31,9 @@ class InstanceRecords:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
+        # Wakes the outbox sender (wired by app/): a queued message goes now, not at the
+        # sender's next idle tick.
+        self.on_notify: Callable[[], None] = lambda: None
 
     async def load(self, instance_id: str) -> aiosqlite.Row:
         row = await self.db.fetch_one("SELECT * FROM instances WHERE id = ?", (instance_id,))
@@ -158,6 +161,7 @@ class InstanceRecords:
                 customer_id=customer_id,
                 payload={"from": "provisioning", "to": "active"},
             )
+        self.on_notify()
         log.info("status active; setup message queued", extra={"instance_id": instance_id})
 
     async def gateway_started(self, instance_id: str) -> None:
@@ -170,6 +174,7 @@ class InstanceRecords:
     async def alert(self, instance_id: str, kind: str, text: str) -> None:
         async with self.db.transaction() as conn:
             await notify_ops(conn, self.clock.now(), kind, text, instance_id=instance_id)
+        self.on_notify()
 
     # -- operations -----------------------------------------------------------------------
 
