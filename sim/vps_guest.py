@@ -18,7 +18,8 @@ import pwd
 import shutil
 import socket
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 IDENTITY = "/run/ocsim/vps.json"
 NODESOURCE_LIST = "/etc/apt/sources.list.d/nodesource.list"
@@ -102,7 +103,27 @@ def load_packages() -> dict[str, str]:
 # -- the tools ---------------------------------------------------------------
 
 
+class SudoPlan(NamedTuple):
+    entry: pwd.struct_passwd
+    command: list[str]
+    env: dict[str, str]
+    login: bool
+
+
+# While the guest command server runs a call in one of its workers, sudo hands it the
+# plan rather than exec'ing, which would replace the worker (`vps_guest_call.py`).
+sudo_runner: Callable[[SudoPlan], int] | None = None
+
+
 def sudo(args: list[str]) -> int:
+    plan = sudo_plan(args)
+    if isinstance(plan, int):
+        return plan
+    return sudo_runner(plan) if sudo_runner is not None else sudo_exec(plan)
+
+
+def sudo_plan(args: list[str]) -> SudoPlan | int:
+    """Who runs what, with which environment; or the exit status of a refusal."""
     user, login, i = "root", False, 0
     while i < len(args) and args[i].startswith("-"):
         arg = args[i]
@@ -141,22 +162,43 @@ def sudo(args: list[str]) -> int:
         if key in os.environ:
             env[key] = os.environ[key]
     if login:
-        os.chdir(entry.pw_dir if os.path.isdir(entry.pw_dir) else "/")
         command = [entry.pw_shell or "/bin/bash", "-l"] + (
             ["-c", " ".join(command)] if command else []
         )
     if not command:
         err("usage: sudo -h | -K | -k | -V\n")
         return 1
+    return SudoPlan(entry, command, env, login)
+
+
+def sudo_exec(plan: SudoPlan) -> int:
+    """Become the user and exec the command: returns only if that fails."""
+    entry, command = plan.entry, plan.command
+    if plan.login:
+        os.chdir(entry.pw_dir if os.path.isdir(entry.pw_dir) else "/")
     if entry.pw_uid != os.geteuid():
-        os.initgroups(user, entry.pw_gid)
+        os.initgroups(entry.pw_name, entry.pw_gid)
         os.setgid(entry.pw_gid)
         os.setuid(entry.pw_uid)
     try:
-        os.execvpe(command[0], command, env)  # noqa: S606 - sudo runs what it is given
+        os.execvpe(command[0], command, plan.env)  # noqa: S606 - sudo runs what it is given
     except FileNotFoundError:
         err(f"sudo: {command[0]}: command not found\n")
         return 1
+
+
+def shim_tool(command: str, path: str) -> str | None:
+    """The simulated tool that `command` is on `path`, if it is one (a shim's wrapper)."""
+    found = shutil.which(command, path=path)
+    try:
+        with open(found or "", "rb") as f:
+            head = f.read(128)
+    except OSError:
+        return None
+    prefix = b"#!/run/ocsim/shim "
+    if not head.startswith(prefix):
+        return None
+    return head[len(prefix) :].split(b"\n", 1)[0].strip().decode() or None
 
 
 def useradd(args: list[str]) -> int:

@@ -6,7 +6,9 @@ argv (the tool first) and environment, NUL-separated. Whoever runs the call beco
 caller first: its descriptors, directory, umask, credentials (SO_PEERCRED, and the
 supplementary groups from /proc) and environment. `vps_guest_server.py` runs a call
 either in a worker that comes back to itself afterwards (`as_caller`), or in a fork
-that is the caller's for good (`become`, for tools that exec, like sudo).
+that is the caller's for good (`run_for_good`). In a worker, sudo runs a simulated
+tool there too, as the target user (what exec'ing the tool's shim would come to), and
+anything else in a fork of its own (`sudo_in_place`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import selectors
+import signal
 import socket
 import struct
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+from sim.vps_guest import SudoPlan, shim_tool, sudo_exec
 
 SOCKET = "/run/ocsim-guest.sock"
 MAGIC = b"OCS1"
@@ -26,8 +32,6 @@ MAGIC = b"OCS1"
 # number of arguments (the tool first), number of environment entries, blob length
 HEADER = struct.Struct("<4sIIIII")
 MAX_BLOB = 4 * 1024 * 1024
-# Tools that replace themselves with another program: they get a process of their own.
-FORKING = frozenset({"sudo"})
 
 
 class Request:
@@ -42,10 +46,6 @@ class Request:
             "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         )
         self.groups = _groups(pid)
-
-    @property
-    def forks(self) -> bool:
-        return self.argv[0] in FORKING
 
     def read(self) -> None:
         data, ancillary, _, _ = self.conn.recvmsg(HEADER.size, socket.CMSG_SPACE(4 * 4))
@@ -204,3 +204,63 @@ def as_caller(request: Request) -> Iterator[None]:
             os.close(fd)
         sys.stdin, sys.stdout, sys.stderr = saved_streams
         request.close_fds()
+
+
+def sudo_in_place(conn: socket.socket) -> Callable[[SudoPlan], int]:
+    """How sudo runs its command in a worker, which must not exec."""
+
+    def run(plan: SudoPlan) -> int:
+        tool = shim_tool(plan.command[0], plan.env.get("PATH", ""))
+        if tool is not None and not plan.login:
+            entry = plan.entry
+            if entry.pw_uid != os.geteuid():  # the worker takes root back afterwards
+                os.setgroups(os.getgrouplist(entry.pw_name, entry.pw_gid))
+                os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
+                os.setresuid(entry.pw_uid, entry.pw_uid, 0)
+            os.environ.clear()
+            os.environ.update(plan.env)
+            return call_tool([tool, *plan.command[1:]])
+        _flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.closerange(3, 65536)
+                status = sudo_exec(plan)  # returns only if it cannot exec
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                _flush()
+                os._exit(status)
+        code = os.waitstatus_to_exitcode(relay(pid, conn))
+        return code if code >= 0 else 128 - code
+
+    return run
+
+
+def relay(pid: int, conn: socket.socket) -> int:
+    """Wait for a call's own process, passing on the shim's signals; its wait status."""
+    pidfd = os.pidfd_open(pid)
+    with selectors.DefaultSelector() as selector:
+        selector.register(pidfd, selectors.EVENT_READ)
+        selector.register(conn, selectors.EVENT_READ)
+        while not any(key.fd == pidfd for key, _ in selector.select()):
+            if not pass_signals(pid, conn):
+                selector.unregister(conn)
+    os.close(pidfd)
+    return os.waitpid(pid, 0)[1]
+
+
+def pass_signals(pid: int, conn: socket.socket) -> bool:
+    """Pass on the signal numbers the shim sent; False once it is gone (it died, and
+    the call's process gets SIGKILL)."""
+    try:
+        data = conn.recv(64)
+    except (BlockingIOError, TimeoutError):
+        return True
+    except OSError:
+        data = b""
+    for number in data or [signal.SIGKILL]:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(pid, number)
+    return bool(data)

@@ -9,12 +9,12 @@ gets the tool's wait status back and exits with it.
 
 The server hands each call to an idle worker, a process forked at start with the tools
 imported, which runs the tool as the caller and comes back to itself (no fork, no
-start-up: the call costs little more than the tool's own work). A tool that execs
-(`sudo`) gets a fork of its worker. When every worker is busy (a pipeline, a sudo
-waiting for the tool it runs), the server forks a process for the call instead, so a
-call never waits for another. A signal the shim receives is passed on to a call's own
-process, and a shim that dies kills it; a call a worker runs in itself is not
-interrupted (those take milliseconds).
+start-up: the call costs little more than the tool's own work); sudo runs a simulated
+tool there as well, and gets a fork only to exec a real program. When every worker is
+busy (a pipeline, a sudo waiting for what it runs), the server forks a process for
+the call instead, so a call never waits for another. A signal the shim receives is
+passed on to a call's own process, and a shim that dies kills it; a call a worker runs
+in itself is not interrupted (those take milliseconds).
 """
 
 from __future__ import annotations
@@ -23,13 +23,21 @@ import contextlib
 import gc
 import os
 import selectors
-import signal
 import socket
 import struct
 import sys
 import traceback
 
-from sim.vps_guest_call import SOCKET, Request, as_caller, call_tool, run_for_good
+import sim.vps_guest as guest
+from sim.vps_guest_call import (
+    SOCKET,
+    Request,
+    as_caller,
+    call_tool,
+    pass_signals,
+    run_for_good,
+    sudo_in_place,
+)
 
 WORKERS = 3
 STATUS = struct.Struct("<i")  # a wait status, as waitpid reports it
@@ -46,34 +54,6 @@ def _receive_fd(channel: socket.socket) -> int | None:
             fd: int = struct.unpack("i", payload[:4])[0]
             return fd
     return None
-
-
-def _relay(pid: int, conn: socket.socket) -> int:
-    """Wait for a call's own process, passing on the shim's signals; its wait status."""
-    pidfd = os.pidfd_open(pid)
-    with selectors.DefaultSelector() as selector:
-        selector.register(pidfd, selectors.EVENT_READ)
-        selector.register(conn, selectors.EVENT_READ)
-        while not any(key.fd == pidfd for key, _ in selector.select()):
-            if not _signal(pid, conn):
-                selector.unregister(conn)
-    os.close(pidfd)
-    return os.waitpid(pid, 0)[1]
-
-
-def _signal(pid: int, conn: socket.socket) -> bool:
-    """Pass on the signal numbers the shim sent; False once it is gone (it died, and
-    the call's process gets SIGKILL)."""
-    try:
-        data = conn.recv(64)
-    except BlockingIOError:
-        return True
-    except OSError:
-        data = b""
-    for number in data or [signal.SIGKILL]:
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(pid, number)
-    return bool(data)
 
 
 def _answer(conn: socket.socket, status: int) -> None:
@@ -95,17 +75,12 @@ def worker(channel: socket.socket) -> None:
         try:
             request = Request(conn)
             request.read()
-            if request.forks:
-                pid = os.fork()
-                if pid == 0:
-                    channel.close()
-                    run_for_good(request)
-                request.close_fds()
-                conn.setblocking(False)
-                status = _relay(pid, conn)
-            else:
-                with as_caller(request):
+            with as_caller(request):
+                guest.sudo_runner = sudo_in_place(conn)
+                try:
                     status = call_tool(request.argv) << 8
+                finally:
+                    guest.sudo_runner = None
             _answer(conn, status)
         except (OSError, ValueError, struct.error) as error:
             sys.stderr.write(f"ocsim guest server: call failed: {error}\n")
@@ -210,7 +185,7 @@ class Server:
         pid, conn = self.own.get(pidfd, (0, None))
         if conn is None:  # reaped earlier in the same round of events
             return
-        if not _signal(pid, conn):
+        if not pass_signals(pid, conn):
             self.selector.unregister(conn)
             conn.close()
             self.own[pidfd] = (pid, None)
