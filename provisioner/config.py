@@ -27,7 +27,9 @@ class ProvisionerConfig:
     ssh_ready_timeout_s: float = 600
     shutdown_timeout_s: float = 60
     snapshot_retention_days: float = 30
-    concurrency: int = 20
+    # Instances worked on at once: a step mostly waits (Hetzner, boot, the install), so a
+    # burst of MAX_SERVERS' default (100) signups is provisioned side by side, not in waves.
+    concurrency: int = 100
     expected_s: dict[str, float] = field(
         default_factory=lambda: {
             "create": 30,

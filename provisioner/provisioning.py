@@ -3,6 +3,7 @@ announce. A step returns an outcome; the reconciler persists it before the next.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 
@@ -207,9 +208,8 @@ async def install(infra: Infra, instance: aiosqlite.Row) -> Outcome:
     if result.exit_status != 0:
         return Fail(f"install script exited {result.exit_status}")
     infra.passwords[instance_id] = password
-    await infra.records.save(
-        instance_id, password_hash=password_hash(password), openclaw_version=version
-    )
+    hashed = await asyncio.to_thread(password_hash, password)  # scrypt: ~0.15 s of CPU
+    await infra.records.save(instance_id, password_hash=hashed, openclaw_version=version)
     return Next("verify")
 
 
