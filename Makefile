@@ -45,6 +45,12 @@ sim: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/openclaw-hosted run
 
+# Five benchmarks, each a ratio measured in one run (as root: simulated servers);
+# each ends with `NAME ratio=… target=… PASS|FAIL`, and a FAIL does not stop the others.
+BENCHES := webhook_ingest time_to_ready health_sweep admin_scale memory
+bench: $(VENV)/.installed
+	-@for name in $(BENCHES); do echo "== bench.$$name"; $(BIN)/python -u -m bench.$$name; done
+
 # Re-pin after changing pyproject.toml dependencies.
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv

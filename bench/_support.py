@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import random
 import resource
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import aiohttp
 
 from app.simulators import Simulators, env_block
+from sim.hetzner_state import _loopback_addresses
 
 
 def verdict(name: str, ratio: float, target: float, *, at_most: bool = True) -> bool:
@@ -25,6 +27,14 @@ def verdict(name: str, ratio: float, target: float, *, at_most: bool = True) -> 
     sign = "≤" if at_most else "≥"
     print(f"{name} ratio={ratio:.3f} target={sign}{target} {'PASS' if ok else 'FAIL'}", flush=True)
     return ok
+
+
+def own_addresses(sims: Simulators) -> str:
+    """Give the simulated servers a /16 of loopback of their own: other simulators on this
+    machine (tests, the demo) use 127.1.0.0/16 with the same SSH port."""
+    pool = f"127.{random.randint(120, 250)}.0.0/16"
+    sims.hetzner.state._addresses = _loopback_addresses(pool)
+    return pool
 
 
 def percentile(values: list[float], q: float) -> float:

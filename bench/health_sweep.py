@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench._fleet import add_servers, populate
-from bench._support import raise_file_limit, verdict
+from bench._support import raise_file_limit, rss_kib, verdict
 from core.clock import SystemClock
 from core.health import HealthRecorder
 from core.settings import Settings
@@ -80,9 +81,11 @@ async def measure(workdir: Path) -> bool:
             db, clock, HealthRecorder(db), gateway_port=PORT, timeout_s=timeout,
             concurrency=concurrency, start_grace_s=default("start_grace_s"),
         )  # fmt: skip
+        rss_before = rss_kib(os.getpid())[0]
         began = time.monotonic()
         summary = await sweeper.sweep()
         seconds = time.monotonic() - began
+        sweep_peak = rss_kib(os.getpid())[1]
     finally:
         child.stdin.close()
         await child.wait()
@@ -92,6 +95,8 @@ async def measure(workdir: Path) -> bool:
     floor = hung * timeout / concurrency
     print(f"  took {seconds:.1f} s (hung checks alone hold the slots for {floor:.1f} s); "
           f"max in flight {summary.max_in_flight}")  # fmt: skip
+    print(f"  this process's RSS: {rss_before / 1024:.0f} MiB before, peak {sweep_peak / 1024:.0f} "
+          f"MiB during the sweep")  # fmt: skip
     ratio = seconds / interval
     print(f"  ratio sweep/HEALTH_CHECK_INTERVAL_S({interval:.0f}) = {ratio:.3f} (target ≤ 0.1)")
 
@@ -103,6 +108,7 @@ async def measure(workdir: Path) -> bool:
         began = time.monotonic()
         status = await VpsStatusCheck(db, clock, hetzner).check()
         status_s = time.monotonic() - began
+        status_peak = rss_kib(os.getpid())[1]
     finally:
         hetzner.close()
         await hetzner_sim.stop()
@@ -111,6 +117,8 @@ async def measure(workdir: Path) -> bool:
     print(f"VPS status of {status.listed} servers: {status.calls} Hetzner calls "
           f"(expected ceil({COUNT}/{PAGE}) = {expected}), {status.anomalies} anomalies, "
           f"{status.orphans} orphans, {status_s:.1f} s")  # fmt: skip
+    print(f"  this process's peak RSS after it: {status_peak / 1024:.0f} MiB (the simulator's "
+          f"10,000 servers included)")  # fmt: skip
     calls_ok = status.calls == expected
     print(f"{NAME}_vps_status ratio={status.calls / expected:.3f} target==1.0 "
           f"{'PASS' if calls_ok else 'FAIL'}")  # fmt: skip
