@@ -33,15 +33,14 @@ async def paddle_webhook(request: web.Request) -> web.Response:
         log.warning("paddle webhook refused: %s (from %s)", exc, request.remote)
         return error_response(401, "invalid_signature", str(exc))
     try:
-        envelope, is_new = await ctx.core.inbox.accept(raw)
+        # Stored and applied in one commit (grouped with concurrent deliveries): from
+        # its return on Paddle may be told yes. An event that failed to apply is stored
+        # with its error, and a replay or the next start-up tries again.
+        envelope, is_new, outcome = await ctx.core.inbox.receive(raw)
     except MalformedEvent as exc:
         ctx.metrics.paddle_events.labels("malformed").inc()
         log.warning("paddle webhook malformed: %s", exc)
         return error_response(400, "invalid_input", str(exc))
-    # Stored and committed: from here on Paddle may be told yes. Applying is quick (one
-    # transaction) and happens once; a failure is recorded on the event, and a replay or
-    # the next start-up tries again.
-    outcome = await ctx.core.inbox.apply(envelope.event_id)
     if not is_new and outcome is None:
         ctx.metrics.paddle_events.labels("duplicate").inc()
         log.info("paddle event %s %s is a duplicate", envelope.event_type, envelope.event_id)

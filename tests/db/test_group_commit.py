@@ -121,3 +121,26 @@ async def test_a_failed_group_answers_5xx_and_stores_nothing(
     failing = False  # Paddle retries: now each is stored and applied once
     results = await asyncio.gather(*(backend.sender.post(b) for b in bodies))
     assert [a.get("outcome") for _, a in results] == ["applied"] * 6
+
+
+async def test_an_event_failing_to_apply_is_still_stored_with_its_error(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    billing = backend.context.core.billing
+    original = billing.apply
+
+    async def broken(conn: Any, envelope: Any) -> str:
+        await conn.execute("DELETE FROM paddle_events")  # half-done work, rolled back
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(billing, "apply", broken)
+    body = customer_event()
+    status, answer = await backend.sender.post(body)
+    assert (status, answer.get("outcome")) == (200, "error")
+    db = backend.context.db
+    [row] = await db.fetch_all("SELECT processed_at, error FROM paddle_events")
+    assert row["processed_at"] is None and "boom" in row["error"]
+    monkeypatch.setattr(billing, "apply", original)
+    assert await backend.context.core.inbox.apply_pending() == 1  # the next start-up
+    [row] = await db.fetch_all("SELECT processed_at, error FROM paddle_events")
+    assert row["processed_at"] is not None and row["error"] is None
