@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     billing_tick_s: int = Field(default=60, gt=0)
     start_grace_s: int = Field(default=90, ge=0)
     health_check_timeout_s: float = Field(default=5, gt=0)
-    health_check_concurrency: int = Field(default=200, gt=0)
+    health_check_concurrency: int = Field(default=400, gt=0)
     disk_alert_percent: float = Field(default=85, gt=0, le=100)
     gateway_memory_alert_mb: int = Field(default=1536, gt=0)
     suspension_warning_hours: float = Field(default=24, ge=0)
