@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
 import sqlite3
 import sys
@@ -27,6 +26,7 @@ import pytest
 
 from app.demo import DEMO_SETTINGS
 from app.simulators import MONTHLY_PRICE, Simulators
+from sim.loopback import unique_pool
 from sim.paddle import envelope, paddle_id, signature_header, subscription_data
 
 ROOT = Path(__file__).parents[2]
@@ -44,9 +44,9 @@ def scale(quick: T, full: T) -> T:
 
 
 def address_pool() -> str:
-    """A /16 of loopback of its own, so that simulated servers of other test runs on the
-    same machine (the default pool is 127.1.0.0/16) never hold the same address."""
-    return f"127.{random.randrange(150, 250)}.0.0/16"
+    """A /16 of loopback of its own, so that simulated servers of other tests (other
+    xdist workers included) never hold the same address."""
+    return unique_pool()
 
 
 def clean_env() -> dict[str, str]:
