@@ -46,7 +46,8 @@ from webhooks.server import create_app
 
 NAME = "admin_scale"
 SCALES = ((100, 1_000), (10_000, 100_000))
-REPEAT = 200
+REPEAT = 300
+WARMUP = 20
 Timed = Callable[[], Awaitable[None]]
 
 
@@ -114,9 +115,9 @@ def cases(h: Harness, instances: int) -> dict[str, Timed]:
     }
 
 
-async def time_scale(
+async def harness_for(
     sim: TelegramSim, workdir: Path, instances: int, events: int
-) -> dict[str, float]:
+) -> tuple[Harness, Database]:
     path = workdir / f"admin-{instances}.db"
     await populate(path, instances, events)
     settings = Settings(_env_file=None, **(base_settings(workdir) | {
@@ -126,21 +127,7 @@ async def time_scale(
     db = await Database.open(path)
     harness = Harness(sim, settings, db)
     await harness.start()
-    p99: dict[str, float] = {}
-    try:
-        for name, run in cases(harness, instances).items():
-            for _ in range(20):  # warm-up
-                await run()
-            times = []
-            for _ in range(REPEAT):
-                began = time.perf_counter()
-                await run()
-                times.append(time.perf_counter() - began)
-            p99[name] = percentile(times, 0.99)
-    finally:
-        await harness.stop()
-        await db.close()
-    return p99
+    return harness, db
 
 
 async def measure(workdir: Path) -> bool:
@@ -148,9 +135,25 @@ async def measure(workdir: Path) -> bool:
     await sim.start()
     admin = sim.add_user("Ada", user_id=ADMIN, username="ada")
     sim.add_group("Ops", chat_id=OPS_CHAT, admins=[admin], owner=admin, bot_is_admin=True)
+    made = [await harness_for(sim, workdir, n, e) for n, e in SCALES]
+    results: list[dict[str, float]] = [{}, {}]
     try:
-        results = [await time_scale(sim, workdir, n, e) for n, e in SCALES]
+        # Both fleets side by side, runs alternated: the machine's noise hits both alike.
+        few, many = (cases(h, n) for (h, _), (n, _) in zip(made, SCALES, strict=True))
+        for name in few:
+            times: list[list[float]] = [[], []]
+            for i in range(WARMUP + REPEAT):
+                for scale, run in enumerate((few[name], many[name])):
+                    began = time.perf_counter()
+                    await run()
+                    if i >= WARMUP:
+                        times[scale].append(time.perf_counter() - began)
+            for scale in (0, 1):
+                results[scale][name] = percentile(times[scale], 0.99)
     finally:
+        for harness, db in made:
+            await harness.stop()
+            await db.close()
         await sim.stop()
     (small_n, small_e), (large_n, large_e) = SCALES
     print(f"handler p99 over {REPEAT} runs each, ms: {small_n} instances/{small_e} events → "

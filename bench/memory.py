@@ -33,17 +33,22 @@ BURST = 3000
 JOBS = ("health", "vps_status", "resources")
 
 
-async def wait_jobs(db_path: Path, timeout_s: float = 300) -> float:
-    """Until the scheduler's first runs of JOBS have finished; returns how long it took."""
+async def wait_jobs(db_path: Path, pid: int, timeout_s: float = 300) -> float:
+    """Until the scheduler's first runs of JOBS have finished; returns how long it took.
+    Prints the RSS each second and the jobs finished by then."""
     began = time.monotonic()
+    timeline: list[str] = []
     while time.monotonic() - began < timeout_s:
         with sqlite3.connect(db_path) as conn:
-            done = conn.execute(
-                f"SELECT count(*) FROM job_runs WHERE last_finished_at IS NOT NULL "
-                f"AND job IN ({','.join('?' * len(JOBS))})",
-                JOBS,
-            ).fetchone()[0]
-        if done == len(JOBS):
+            done = [row[0] for row in conn.execute(
+                "SELECT job FROM job_runs WHERE last_finished_at IS NOT NULL ORDER BY job"
+            )]  # fmt: skip
+        rss, peak = rss_kib(pid)
+        timeline.append(f"{time.monotonic() - began:4.0f} s {rss / 1024:5.0f} MiB "
+                        f"(peak {peak / 1024:5.0f}) done: {', '.join(done) or '-'}")  # fmt: skip
+        if all(job in done for job in JOBS):
+            print("the monitor's first runs, RSS each second:")
+            print("\n".join("  " + line for line in timeline))
             return time.monotonic() - began
         await asyncio.sleep(1)
     raise TimeoutError(f"monitor jobs {JOBS} did not finish in {timeout_s:.0f} s")
@@ -93,7 +98,7 @@ async def measure(workdir: Path) -> bool:
         try:
             await service.start()
             loaded, _ = rss_kib(service.pid)
-            jobs_s = await wait_jobs(fleet_db)
+            jobs_s = await wait_jobs(fleet_db, service.pid)
             after_jobs, _ = rss_kib(service.pid)
             burst_s = await burst(service.url + "/api/webhook/paddle", sims.webhook_secret)
             rss, peak = rss_kib(service.pid)
