@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint pytest torture demo sim run lock clean
+.PHONY: test lint pytest torture demo sim run bench lock clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@# System tools the tests use: shellcheck lints the install script.
