@@ -28,8 +28,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
+# Two workers: most tests wait on simulated time, not on the CPU. A test module stays
+# on one worker (its tests may share a simulator's fixed ports); parallel worlds get
+# loopback pools of their own (sim/loopback.py).
 pytest: $(VENV)/.installed
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The full torture tests (crash, chaos, bad input, secrets, load): each prints what it
 # tried and a last line `NAME lost=N PASS|FAIL`. Their quick versions run in `make test`.

@@ -21,6 +21,7 @@ from app.demo import DEMO_SETTINGS
 from app.demo_view import DemoView
 from app.journey import Journey
 from app.simulators import Simulators
+from sim.loopback import unique_pool
 from tests.app.test_demo import clean_env, free_port
 
 # Billing deadlines of seconds instead of days: the process's clock cannot be moved
@@ -32,7 +33,9 @@ SHORT_DAYS = 6 / 86400
 async def sims(tmp_path: Path) -> AsyncIterator[Simulators]:
     if os.geteuid() != 0:
         pytest.skip("simulated servers need root")
-    world = Simulators(tmp_path / "world", time_scale=0.05, http_port=free_port())
+    world = Simulators(
+        tmp_path / "world", time_scale=0.05, http_port=free_port(), address_pool=unique_pool()
+    )
     await world.start()
     yield world
     await world.stop()

@@ -5,7 +5,6 @@ start grace, and a 1,000-instance sweep whose hung checks all end by their timeo
 from __future__ import annotations
 
 import asyncio
-import random
 import resource
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from core.services import CoreServices, build_core
 from db.connection import Database
 from monitor.health import HealthSweep, SweepSummary
 from sim.gateways import GatewayFleetSim, State
+from sim.loopback import unique_pool
 from tests.conftest import LIFETIME_PRICE, MONTHLY_PRICE
 from tests.provisioner.conftest import World, needs_root
 
@@ -78,7 +78,7 @@ async def make_fleet(
         db, clock, timings=PolicyTimings(), prices=Prices(MONTHLY_PRICE, LIFETIME_PRICE),
         lifetime_cap=100,
     )  # fmt: skip
-    sim = GatewayFleetSim(f"127.{random.randint(64, 250)}.0.0/16", count, port=18789)
+    sim = GatewayFleetSim(unique_pool(), count, port=18789)
     await sim.start()
     ids = []
     started = to_iso(clock.now() - timedelta(seconds=started_ago_s))

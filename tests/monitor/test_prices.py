@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
@@ -17,6 +16,7 @@ from provisioner.budget import RequestBudget
 from provisioner.hetzner import Hetzner
 from sim.hetzner import HetznerSim
 from sim.hetzner_catalog import VAT, find_server_type
+from sim.loopback import unique_pool
 
 TOKEN = "prices-token"
 LOCATIONS = ("fsn1", "nbg1", "hel1")
@@ -25,8 +25,7 @@ CAX11_GROSS = float(find_server_type("cax11").monthly_net * VAT)  # type: ignore
 
 @pytest.fixture
 async def sim() -> AsyncIterator[HetznerSim]:
-    pool = f"127.{random.randint(64, 250)}.0.0/16"
-    hetzner = HetznerSim(token=TOKEN, time_scale=0.002, address_pool=pool)
+    hetzner = HetznerSim(token=TOKEN, time_scale=0.002, address_pool=unique_pool())
     await hetzner.start()
     hetzner.set_rate_limit(10_000, 0.0)  # no refill: what is used was requested
     yield hetzner

@@ -26,6 +26,7 @@ from provisioner.image import GOLDEN_PURPOSE, PURPOSE_LABEL
 from provisioner.reconciler import _CANDIDATES
 from provisioner.records import InstanceRecords
 from sim.hetzner import HetznerSim
+from sim.loopback import unique_pool
 from tests.conftest import LIFETIME_PRICE, MONTHLY_PRICE
 
 TOKEN = "status-token"
@@ -110,8 +111,7 @@ class Fleet:
 
 @pytest.fixture
 async def fleet(db: Database, clock: FakeClock) -> AsyncIterator[Fleet]:
-    pool = f"127.{random.randint(64, 250)}.0.0/16"
-    sim = HetznerSim(token=TOKEN, time_scale=0.002, server_limit=200, address_pool=pool)
+    sim = HetznerSim(token=TOKEN, time_scale=0.002, server_limit=200, address_pool=unique_pool())
     await sim.start()
     hetzner = Hetzner(
         TOKEN, sim.url, budget=RequestBudget(), clock=SystemClock(), retry_backoff=lambda n: 0.01

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from provisioner.reconciler import Reconciler
 from provisioner.records import InstanceRecords
 from provisioner.ssh import SshRunner
 from sim.hetzner import HetznerSim
+from sim.loopback import unique_pool
 from sim.vps import VpsSim
 from tests.conftest import LIFETIME_PRICE, MONTHLY_PRICE
 
@@ -100,8 +100,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     key_path.chmod(0o600)
     public_key = key.export_public_key("openssh").decode().strip()
     # A loopback /16 of its own, so that simulated servers of parallel runs never meet.
-    pool = f"127.{random.randint(64, 250)}.0.0/16"
-    hetzner_sim = HetznerSim(token=TOKEN, time_scale=TIME_SCALE, address_pool=pool)
+    hetzner_sim = HetznerSim(token=TOKEN, time_scale=TIME_SCALE, address_pool=unique_pool())
     await hetzner_sim.start()
     vps = VpsSim(hetzner_sim, base_dir=tmp_path / "vps", gateway_ready_after_s=1.0)
     await vps.start()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
 import sqlite3
 import sys
@@ -20,6 +19,7 @@ import aiohttp
 import pytest
 
 from sim.hetzner import HetznerSim
+from sim.loopback import unique_pool
 from sim.paddle import PaddleSim
 from sim.vps import VpsSim
 from tests.conftest import ADMIN_KEY, base_settings
@@ -34,8 +34,7 @@ NEW = "2026.10.1"
 
 @pytest.fixture
 async def sims(tmp_path: Path) -> AsyncIterator[tuple[HetznerSim, VpsSim]]:
-    pool = f"127.{random.randint(64, 250)}.0.0/16"
-    hetzner = HetznerSim(token=TOKEN, time_scale=0.01, address_pool=pool)
+    hetzner = HetznerSim(token=TOKEN, time_scale=0.01, address_pool=unique_pool())
     await hetzner.start()
     vps = VpsSim(hetzner, base_dir=tmp_path / "vps", gateway_ready_after_s=0.5)
     await vps.start()

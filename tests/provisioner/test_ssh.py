@@ -30,6 +30,7 @@ from provisioner.ssh import (
     stdin_prefix,
 )
 from sim.hetzner import HetznerSim
+from sim.loopback import unique_pool
 from sim.vps import VpsSim
 from sim.vps_cloudinit import parse_cloud_config
 
@@ -106,7 +107,7 @@ class World:
 @contextlib.asynccontextmanager
 async def running_world(tmp_path: Path) -> AsyncIterator[World]:
     """Shared with test_install.py."""
-    hetzner = HetznerSim(token=TOKEN, time_scale=TIME_SCALE)
+    hetzner = HetznerSim(token=TOKEN, time_scale=TIME_SCALE, address_pool=unique_pool())
     vps = VpsSim(hetzner, base_dir=tmp_path / "vps")
     await vps.start()
     await hetzner.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from hcloud.images import Image
 from hcloud.server_types import ServerType
 
 from sim.hetzner import HetznerSim
+from sim.loopback import unique_pool
 from sim.vps import VpsSim
 
 TOKEN = "test-token"
@@ -159,8 +159,7 @@ class World:
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     # A loopback /16 of its own, so that simulated servers of parallel runs never meet.
-    pool = f"127.{random.randint(64, 250)}.0.0/16"
-    hetzner = HetznerSim(token=TOKEN, time_scale=TIME_SCALE, address_pool=pool)
+    hetzner = HetznerSim(token=TOKEN, time_scale=TIME_SCALE, address_pool=unique_pool())
     vps = VpsSim(hetzner, base_dir=tmp_path / "vps", gateway_ready_after_s=1e6)
     await vps.start()
     await hetzner.start()
