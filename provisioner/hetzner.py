@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -113,6 +114,14 @@ class SnapshotInfo:
     status: str = "available"  # "creating" while its action runs
 
 
+def _key_with_material(keys: list[Any], public_key: str) -> int | None:
+    wanted = " ".join(public_key.split()[:2])
+    for key in keys:
+        if " ".join(str(key.public_key).split()[:2]) == wanted:
+            return _id(key.id)
+    return None
+
+
 def _id(value: int | None) -> int:
     if value is None:
         raise HetznerError(
@@ -182,10 +191,17 @@ class Hetzner:
     # -- project-wide resources ---------------------------------------------------------
 
     async def ensure_ssh_key(self, name: str, public_key: str) -> int:
-        """The backend's key, registered once per project (reused if already there)."""
-        found = await self._find_ssh_key(name, public_key)
+        """The backend's key, registered once per project and found again by its key
+        material, never by its name alone: after SSH_PRIVATE_KEY_PATH changes, a key
+        of that name is the old one, and servers created with it would lock us out.
+        The new one is then registered beside it, its name suffixed with its hash."""
+        keys = await self._call(self._client.ssh_keys.get_all)
+        found = _key_with_material(keys, public_key)
         if found is not None:
             return found
+        if any(key.name == name for key in keys):
+            material = " ".join(public_key.split()[:2]).encode()
+            name = f"{name}-{hashlib.sha256(material).hexdigest()[:8]}"
         try:
             created = await self._call(
                 self._client.ssh_keys.create, name=name, public_key=public_key
@@ -193,18 +209,13 @@ class Hetzner:
         except HetznerError as exc:
             # Another process (or our own retried POST) registered it first: use that one.
             if exc.code == "uniqueness_error" and (
-                found := await self._find_ssh_key(name, public_key)
+                found := _key_with_material(
+                    await self._call(self._client.ssh_keys.get_all), public_key
+                )
             ):
                 return found
             raise
         return _id(created.id)
-
-    async def _find_ssh_key(self, name: str, public_key: str) -> int | None:
-        wanted = " ".join(public_key.split()[:2])
-        for key in await self._call(self._client.ssh_keys.get_all):
-            if key.name == name or " ".join(str(key.public_key).split()[:2]) == wanted:
-                return _id(key.id)
-        return None
 
     async def ensure_firewall(self, name: str, rules: list[dict[str, Any]], selector: str) -> int:
         """One firewall with exactly these inbound rules, applied to `selector`."""

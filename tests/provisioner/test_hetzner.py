@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncssh
 import pytest
 
 from core.clock import SystemClock
@@ -13,6 +14,8 @@ from provisioner.hetzner import ErrorKind, Hetzner, HetznerError
 from sim.hetzner import HetznerSim
 
 TOKEN = "test-token"
+
+
 PUBLIC_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZlbWFsZS1rZXktZm9yLXRlc3RzLW9ubHktMDAwMDAw backend"
 )
@@ -56,6 +59,12 @@ async def test_project_resources_are_ensured_once(client: Hetzner, sim: HetznerS
     first = await client.ensure_ssh_key("backend", PUBLIC_KEY)
     again = await client.ensure_ssh_key("backend", PUBLIC_KEY)
     assert first == again and len(sim.state.ssh_keys) == 1
+    # The backend's key changed (a new SSH_PRIVATE_KEY_PATH): the old one of that name is
+    # not reused, or new servers would only let the old key in.
+    new_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh")
+    rotated = await client.ensure_ssh_key("backend", new_key.decode().strip())
+    assert rotated != first and len(sim.state.ssh_keys) == 2
+    assert await client.ensure_ssh_key("backend", new_key.decode().strip()) == rotated
     rules = [{"protocol": "tcp", "port": "22", "source_ips": ["127.0.0.1/32"]}]
     fw = await client.ensure_firewall("openclaw", rules, "app=openclaw")
     assert await client.ensure_firewall("openclaw", rules, "app=openclaw") == fw
