@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -90,9 +91,11 @@ async def test_crash_torture(sims: Simulators, tmp_path: Path) -> None:
     async def killer() -> None:
         for _ in range(KILLS):
             await asyncio.sleep(rng.uniform(0.5, 3.0))
-            step = query(database, "SELECT group_concat(coalesce(step, status)) FROM instances")
+            rows = query(database, "SELECT coalesce(step, status) FROM instances")
+            steps = Counter(r[0] for r in rows)
             await service.kill()
-            report.tried.append(f"SIGKILL during: {step[0][0] or 'start-up'}")
+            during = ", ".join(f"{step} x{n}" for step, n in sorted(steps.items()))
+            report.tried.append(f"SIGKILL during: {during or 'start-up'}")
             await service.start()
 
     try:
