@@ -62,15 +62,21 @@ class Report:
     tried: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)  # targets missed with nothing lost
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost and not self.missed
 
     def line(self) -> str:
-        verdict = "PASS" if not self.lost else "FAIL"
+        verdict = "PASS" if self.ok else "FAIL"
         return f"{self.name} lost={len(self.lost)} {verdict}"
 
     def print(self) -> None:
         out = [f"== {self.name}", *(f"  tried: {t}" for t in self.tried)]
         out += [f"  note: {n}" for n in self.notes]
         out += [f"  LOST: {item}" for item in self.lost[:50]]
+        out += [f"  MISSED: {item}" for item in self.missed]
         out.append(self.line())
         REPORTED[self.name] = self.line()
         print("\n" + "\n".join(out), flush=True)
