@@ -44,8 +44,7 @@ def scale(quick: T, full: T) -> T:
 
 
 def address_pool() -> str:
-    """A /16 of loopback of its own, so that simulated servers of other tests (other
-    xdist workers included) never hold the same address."""
+    """A /16 of loopback of its own (sim/loopback.py): parallel worlds never share one."""
     return unique_pool()
 
 
