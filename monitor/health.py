@@ -70,7 +70,7 @@ class HealthSweep:
     async def sweep(self) -> SweepSummary:
         started = self.clock.now()
         rows = await self.db.fetch_all(_DUE, (to_iso(started - self.start_grace),))
-        slots = asyncio.Semaphore(self.concurrency)
+        due = iter(rows)  # shared by the workers: each instance is taken once
         self._max_in_flight = 0
         pending: list[CheckResult] = []
         failed = repairs = 0
@@ -80,20 +80,22 @@ class HealthSweep:
         connector = aiohttp.TCPConnector(limit=self.concurrency, force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
 
-            async def check_one(instance_id: str, ip: str) -> None:
+            async def worker() -> None:
+                # A fixed set of workers, not a task per instance: 10,000 tasks waiting
+                # on a semaphore cost memory for nothing.
                 nonlocal failed, repairs, longest
-                async with slots:
+                for row in due:
                     began = self.clock.now()
-                    result = await self._check(session, instance_id, ip)
-                longest = max(longest, (result.checked_at - began).total_seconds())
-                failed += not result.ok
-                pending.append(result)
-                if len(pending) >= RECORD_BATCH:
-                    batch = pending[:]
-                    pending.clear()
-                    repairs += await self.recorder.record(batch)
+                    result = await self._check(session, row["id"], row["server_ip"])
+                    longest = max(longest, (result.checked_at - began).total_seconds())
+                    failed += not result.ok
+                    pending.append(result)
+                    if len(pending) >= RECORD_BATCH:
+                        batch = pending[:]
+                        pending.clear()
+                        repairs += await self.recorder.record(batch)
 
-            await asyncio.gather(*(check_one(row["id"], row["server_ip"]) for row in rows))
+            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(rows)))))
         repairs += await self.recorder.record(pending)
         seconds = (self.clock.now() - started).total_seconds()
         if rows:
