@@ -15,7 +15,6 @@ import hashlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, TypeVar
 
 import requests
@@ -31,6 +30,11 @@ from hcloud.ssh_keys import SSHKey
 from core.clock import Clock
 from provisioner.budget import BudgetedSession, RequestBudget
 
+# ErrorKind and HetznerError are part of this client's interface: re-exported.
+from provisioner.hetzner_errors import KINDS, translate
+from provisioner.hetzner_errors import ErrorKind as ErrorKind
+from provisioner.hetzner_errors import HetznerError as HetznerError
+
 T = TypeVar("T")
 
 # hcloud's transport retries (429, conflict, timeouts, 502/504): few and quick, because
@@ -42,57 +46,6 @@ PAGE_SIZE = 50
 
 def transport_backoff(retries: int) -> float:
     return float(min(8, 2**retries))
-
-
-class ErrorKind(StrEnum):
-    TRANSIENT = "transient"  # try again with the step policy's backoff
-    CAPACITY = "capacity"  # this location cannot: try the next one
-    PROJECT_LIMIT = "project_limit"  # the project's server limit: alert and wait
-    NOT_FOUND = "not_found"
-    PERMANENT = "permanent"  # invalid input, auth: retrying will not help
-
-
-_KINDS = {
-    "resource_unavailable": ErrorKind.CAPACITY,
-    "placement_error": ErrorKind.CAPACITY,
-    "resource_limit_exceeded": ErrorKind.PROJECT_LIMIT,
-    "not_found": ErrorKind.NOT_FOUND,
-    "rate_limit_exceeded": ErrorKind.TRANSIENT,
-    "conflict": ErrorKind.TRANSIENT,
-    "locked": ErrorKind.TRANSIENT,
-    "timeout": ErrorKind.TRANSIENT,
-    "server_error": ErrorKind.TRANSIENT,
-    "unavailable": ErrorKind.TRANSIENT,
-    "maintenance": ErrorKind.TRANSIENT,
-    "bad_gateway": ErrorKind.TRANSIENT,
-    "action_failed": ErrorKind.TRANSIENT,
-}
-
-
-class HetznerError(Exception):
-    """Any failure talking to Hetzner; `code` is Hetzner's, `kind` is what it means to us."""
-
-    def __init__(self, code: str, message: str, kind: ErrorKind) -> None:
-        super().__init__(f"hetzner {code}: {message}")
-        self.code = code
-        self.kind = kind
-
-
-def _translate(exc: Exception) -> HetznerError:
-    if isinstance(exc, HetznerError):
-        return exc
-    if isinstance(exc, APIException):
-        code = str(exc.code)
-        if isinstance(exc.code, int):
-            kind = (
-                ErrorKind.TRANSIENT if exc.code >= 500 or exc.code == 429 else ErrorKind.PERMANENT
-            )
-        else:
-            kind = _KINDS.get(code, ErrorKind.PERMANENT)
-        return HetznerError(code, str(exc.message), kind)
-    if isinstance(exc, requests.RequestException):
-        return HetznerError("network", type(exc).__name__, ErrorKind.TRANSIENT)
-    raise exc
 
 
 @dataclass(frozen=True)
@@ -186,7 +139,7 @@ class Hetzner:
         try:
             return await loop.run_in_executor(self._pool, functools.partial(func, *args, **kwargs))
         except (APIException, requests.RequestException) as exc:
-            raise _translate(exc) from None
+            raise translate(exc) from None
 
     # -- project-wide resources ---------------------------------------------------------
 
@@ -408,7 +361,7 @@ class Hetzner:
                 raise HetznerError(
                     str(error.get("code", "action_failed")),
                     str(error.get("message", f"{action.command} failed")),
-                    _KINDS.get(str(error.get("code")), ErrorKind.TRANSIENT),
+                    KINDS.get(str(error.get("code")), ErrorKind.TRANSIENT),
                 )
             elapsed = (self.clock.now() - started).total_seconds()
             progress = int(action.progress or 0)
