@@ -29,6 +29,7 @@ from provisioner.records import InstanceRecords
 from provisioner.ssh import SshRunner
 from sim.hetzner import HetznerSim
 from sim.loopback import unique_pool
+from sim.paddle import PaddleSim
 from sim.vps import VpsSim
 from tests.conftest import LIFETIME_PRICE, MONTHLY_PRICE
 
@@ -134,3 +135,18 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, default=str)
+
+
+# The outside world of a service run as a real process (see service_process.py).
+@pytest.fixture
+async def sims(tmp_path: Path) -> AsyncIterator[tuple[HetznerSim, VpsSim]]:
+    hetzner = HetznerSim(token=TOKEN, time_scale=0.01, address_pool=unique_pool())
+    await hetzner.start()
+    vps = VpsSim(hetzner, base_dir=tmp_path / "vps", gateway_ready_after_s=0.5)
+    await vps.start()
+    paddle = PaddleSim(api_key="pdl_sdbx_apikey_test")
+    await paddle.start()
+    yield hetzner, vps
+    await paddle.stop()
+    await vps.stop()
+    await hetzner.stop()

@@ -4,48 +4,22 @@ converges with exactly one server, and nothing orphaned."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sqlite3
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from sim.hetzner import HetznerSim
-from sim.paddle import PaddleSim
 from sim.vps import VpsSim
-from tests.conftest import ADMIN_KEY, base_settings
-from tests.provisioner.conftest import TOKEN, needs_root
+from tests.conftest import ADMIN_KEY
+from tests.provisioner.conftest import needs_root
+from tests.provisioner.service_process import ServiceProcess
 
 pytestmark = needs_root
 
-ROOT = Path(__file__).parents[2]
 # Where we pull the plug: while each of these steps is the one in progress.
 KILL_AT = ["project", "create", "boot", "install", "verify", "announce"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-async def sims(tmp_path: Path) -> AsyncIterator[tuple[HetznerSim, VpsSim]]:
-    hetzner = HetznerSim(token=TOKEN, time_scale=0.01, address_pool="127.61.0.0/16")
-    await hetzner.start()
-    vps = VpsSim(hetzner, base_dir=tmp_path / "vps", gateway_ready_after_s=0.5)
-    await vps.start()
-    paddle = PaddleSim(api_key="pdl_sdbx_apikey_test")
-    await paddle.start()
-    yield hetzner, vps
-    await paddle.stop()
-    await vps.stop()
-    await hetzner.stop()
 
 
 def step_of(database: Path, instance_id: str) -> tuple[str, str | None]:
@@ -60,31 +34,8 @@ async def test_sigkill_at_every_step_converges_to_one_server(
     tmp_path: Path, sims: tuple[HetznerSim, VpsSim]
 ) -> None:
     hetzner, _ = sims
-    settings = {k.upper(): v for k, v in base_settings(tmp_path).items()}
-    port = free_port()
-    database = tmp_path / "db" / "test.db"
-    settings |= {
-        "HTTP_PORT": str(port), "HCLOUD_ENDPOINT": hetzner.url, "HCLOUD_TOKEN": TOKEN,
-        "SSH_PORT": "2222", "START_GRACE_S": "5", "ADMIN_RATE_LIMIT_PER_S": "1000",
-    }  # fmt: skip
-    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME")}
-    env["PYTHONPATH"] = str(ROOT)
-
-    async def start() -> asyncio.subprocess.Process:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app.cli", "run", cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        async with aiohttp.ClientSession() as session:
-            for _ in range(2400):  # start-up imports take seconds on a busy machine
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        if response.status in (200, 503):  # serving (503: a part is down)
-                            return process
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.025)
-        raise AssertionError("the service did not start")
+    service = ServiceProcess(tmp_path, hetzner)
+    port, database, start = service.port, service.database, service.start
 
     process = await start()
     async with (

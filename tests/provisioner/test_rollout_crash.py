@@ -6,44 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from sim.hetzner import HetznerSim
-from sim.loopback import unique_pool
-from sim.paddle import PaddleSim
 from sim.vps import VpsSim
-from tests.conftest import ADMIN_KEY, base_settings
-from tests.provisioner.conftest import TOKEN, needs_root
-from tests.provisioner.test_crash import free_port
+from tests.conftest import ADMIN_KEY
+from tests.provisioner.conftest import needs_root
+from tests.provisioner.service_process import ServiceProcess
 
 pytestmark = needs_root
 
-ROOT = Path(__file__).parents[2]
 NEW = "2026.10.1"
-
-
-@pytest.fixture
-async def sims(tmp_path: Path) -> AsyncIterator[tuple[HetznerSim, VpsSim]]:
-    hetzner = HetznerSim(token=TOKEN, time_scale=0.01, address_pool=unique_pool())
-    await hetzner.start()
-    vps = VpsSim(hetzner, base_dir=tmp_path / "vps", gateway_ready_after_s=0.5)
-    await vps.start()
-    paddle = PaddleSim(api_key="pdl_sdbx_apikey_test")
-    await paddle.start()
-    yield hetzner, vps
-    await paddle.stop()
-    await vps.stop()
-    await hetzner.stop()
 
 
 def query(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -66,33 +46,8 @@ async def test_a_rollout_survives_sigkill_and_resumes(
     tmp_path: Path, sims: tuple[HetznerSim, VpsSim]
 ) -> None:
     hetzner, vps = sims
-    settings = {k.upper(): v for k, v in base_settings(tmp_path).items()}
-    port = free_port()
-    database = tmp_path / "db" / "test.db"
-    settings |= {
-        "HTTP_PORT": str(port), "HCLOUD_ENDPOINT": hetzner.url, "HCLOUD_TOKEN": TOKEN,
-        "SSH_PORT": "2222", "START_GRACE_S": "5", "ADMIN_RATE_LIMIT_PER_S": "1000",
-    }  # fmt: skip
-    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME")}
-    env["PYTHONPATH"] = str(ROOT)
-    base = f"http://127.0.0.1:{port}"
-
-    log = (tmp_path / "service.log").open("ab")
-
-    async def start() -> asyncio.subprocess.Process:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app.cli", "run", cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
-        async with aiohttp.ClientSession() as session, asyncio.timeout(60):
-            while True:  # serving (503: a part is down, Telegram here)
-                try:
-                    async with session.get(f"{base}/healthz") as response:
-                        if response.status in (200, 503):
-                            return process
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.025)
+    service = ServiceProcess(tmp_path, hetzner, stderr=(tmp_path / "service.log").open("ab"))
+    base, database, start = service.base, service.database, service.start
 
     async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"X-API-Key": ADMIN_KEY}
