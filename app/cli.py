@@ -102,9 +102,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         with (data_dir / "demo.log").open("a") as log_file:
             logs.configure("text", [], stream=log_file)
-            return asyncio.run(
-                run_demo(data_dir, args.time_scale, args.once, interactive=args.interactive)
-            )
+            return asyncio.run(run_demo(data_dir, args.time_scale, interactive=args.interactive))
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -186,8 +184,8 @@ def parser() -> argparse.ArgumentParser:
                 default=0.05,
                 help="outside-world latencies times this (1 = real)",
             )
-            sub.add_argument("--once", action="store_true", help="start, show, and stop")
         if name == "sim":
+            sub.add_argument("--once", action="store_true", help="start, show, and stop")
             sub.add_argument("--env-out", help="also write the settings to this file")
         if name == "check-config":
             sub.add_argument(

@@ -98,9 +98,10 @@ async def _interactive(sims: Simulators, view: DemoView) -> None:
         view.flush()
 
 
-async def run_demo(data_dir: Path, time_scale: float, once: bool, interactive: bool = False) -> int:
-    """The whole journey against the simulators, the service in this process; returns
-    the exit status (0 when every phase happened)."""
+async def run_demo(data_dir: Path, time_scale: float, interactive: bool = False) -> int:
+    """The whole journey against the simulators, the service in this process, then
+    everything stopped (kept running with `interactive`); returns the exit status (0
+    when every phase happened)."""
     sims = Simulators(data_dir, time_scale=time_scale, http_port=_free_port())
     await sims.start()
     clock = SystemClock()
@@ -146,9 +147,6 @@ async def run_demo(data_dir: Path, time_scale: float, once: bool, interactive: b
                 view.start(journey.status)
                 await _interactive(sims, view)
                 await view.stop()
-            elif not once:
-                print("demo running; Ctrl-C stops it", flush=True)
-                await _until_signalled(once)
             return 0
         finally:
             await service.stop()

@@ -92,7 +92,7 @@ async def test_run_starts_against_the_printed_settings(tmp_path: Path) -> None:
 
 def test_demo_plays_the_whole_journey(tmp_path: Path) -> None:
     world = tmp_path / "world"
-    result = run_cli(["demo", "--once", "--data-dir", str(world)], tmp_path)
+    result = run_cli(["demo", "--data-dir", str(world)], tmp_path)  # ends by itself
     if os.geteuid() != 0:  # no simulated servers: the demo says so and stops
         assert result.returncode == 1 and "need root" in result.stdout
         return
